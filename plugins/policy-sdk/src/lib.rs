@@ -1,0 +1,115 @@
+//! SDK for faceauth policy authors: the bindings of `wit/policy.wit`, small helpers
+//! over the evidence, and the `export_policy!` macro. A policy is a type
+//! implementing [`Guest`]; its logic is plain Rust, unit-testable natively with
+//! `cargo test`, and becomes a component with `cargo build --target wasm32-wasip2`.
+
+/// Generated from `wit/policy.wit`.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "policy",
+        pub_export_macro: true,
+        export_macro_name: "export_policy",
+        default_bindings_module: "faceauth_policy_sdk::bindings",
+    });
+}
+
+pub use bindings::faceauth::policy::types::{
+    AuthenticateEvidence, Decision, EnrollEvidence, Face, FaceBox, Frame, HeadPose, ImageSize, MediaKind, PolicyInfo,
+};
+pub use bindings::{Guest, export_policy};
+
+/// Rejection reasons used by the shipped policies. Policies may define others
+/// (upper-case, digits and `_`, at most 64 characters).
+pub mod reasons {
+    pub const NO_FACE_DETECTED: &str = "NO_FACE_DETECTED";
+    pub const MULTIPLE_FACES_DETECTED: &str = "MULTIPLE_FACES_DETECTED";
+    pub const FACE_TOO_SMALL: &str = "FACE_TOO_SMALL";
+    pub const FACE_TOO_BLURRY: &str = "FACE_TOO_BLURRY";
+    pub const FACE_NOT_FRONTAL: &str = "FACE_NOT_FRONTAL";
+    pub const FACE_MISMATCH: &str = "FACE_MISMATCH";
+    pub const ENROLLED_AS_USER: &str = "ENROLLED_AS_USER";
+    pub const AUTHENTIFICATION_SUCCESS: &str = "AUTHENTIFICATION_SUCCESS";
+}
+
+impl Decision {
+    pub fn approve(reason: &str, score: Option<f32>) -> Self {
+        Decision { approved: true, reason: reason.to_string(), score }
+    }
+
+    pub fn reject(reason: &str) -> Self {
+        Decision { approved: false, reason: reason.to_string(), score: None }
+    }
+}
+
+/// The primary face (the host sorts faces largest first) and the others.
+pub fn split_primary(faces: &[Face]) -> Option<(&Face, &[Face])> {
+    faces.split_first()
+}
+
+/// Quality gates shared by enrollment and authentication: the reason to reject the
+/// primary face, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct QualityGate {
+    /// Smallest accepted face box height, in pixels.
+    pub min_face_px: f32,
+    /// Smallest accepted sharpness (variance of Laplacian of the aligned face).
+    pub min_sharpness: f32,
+    /// Largest accepted |yaw| and |pitch|, in degrees.
+    pub max_abs_yaw: f32,
+    pub max_abs_pitch: f32,
+}
+
+impl QualityGate {
+    pub fn check(&self, face: &Face) -> Option<&'static str> {
+        if face.face_box.height < self.min_face_px || face.face_box.width < self.min_face_px * 0.5 {
+            Some(reasons::FACE_TOO_SMALL)
+        } else if face.sharpness < self.min_sharpness {
+            Some(reasons::FACE_TOO_BLURRY)
+        } else if face.pose.yaw.abs() > self.max_abs_yaw || face.pose.pitch.abs() > self.max_abs_pitch {
+            Some(reasons::FACE_NOT_FRONTAL)
+        } else {
+            None
+        }
+    }
+}
+
+/// Builders for evidence in native unit tests of policies.
+pub mod testing {
+    use super::*;
+
+    /// A frontal, sharp face of `height` pixels with the given similarity.
+    pub fn face(height: f32, similarity: f32) -> Face {
+        Face {
+            detector_score: 0.99,
+            face_box: FaceBox { x: 10.0, y: 10.0, width: height * 0.8, height },
+            relative_area: 0.1,
+            relative_size: 1.0,
+            sharpness: 500.0,
+            pose: HeadPose { yaw: 0.0, pitch: 0.0, roll: 0.0 },
+            similarity,
+        }
+    }
+
+    /// Faces as the host sends them: sorted largest first, with `relative_size` set.
+    pub fn faces(mut faces: Vec<Face>) -> Vec<Face> {
+        faces.sort_by(|a, b| b.face_box.height.total_cmp(&a.face_box.height));
+        let primary = faces.first().map(|f| f.face_box.height).unwrap_or(1.0);
+        for f in &mut faces {
+            f.relative_size = f.face_box.height / primary;
+        }
+        faces
+    }
+
+    pub fn enroll(faces: Vec<Face>) -> EnrollEvidence {
+        EnrollEvidence { image: ImageSize { width: 1000, height: 700 }, faces: self::faces(faces) }
+    }
+
+    pub fn authenticate_image(faces: Vec<Face>) -> AuthenticateEvidence {
+        AuthenticateEvidence {
+            media: MediaKind::Image,
+            image: ImageSize { width: 1000, height: 700 },
+            frames: vec![Frame { timestamp_ms: 0, faces: self::faces(faces) }],
+        }
+    }
+}
