@@ -1,0 +1,133 @@
+//! The one typed configuration, from flags and environment. Defaults make
+//! `target/release/faceauth serve`, run from the repository root after
+//! `scripts/setup.sh`, work with nothing else set.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "faceauth", version, about = "Face-verification server for identity onboarding")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeConfig),
+    /// Analyse image files and print, per file, the evidence a policy would get (JSON lines).
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "FACEAUTH_LISTEN", default_value = "127.0.0.1:5000")]
+    pub listen: SocketAddr,
+    /// Directory for the embedded SQLite database.
+    #[arg(long, env = "FACEAUTH_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Database URL (sqlite://... or postgres://...); default: SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Largest accepted upload, in bytes.
+    #[arg(long, env = "FACEAUTH_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+    #[command(flatten)]
+    pub engine: EngineConfig,
+}
+
+impl ServeConfig {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("faceauth.db").display()))
+    }
+}
+
+/// What the face engine needs, shared by the server and the tools.
+#[derive(Debug, Clone, Args)]
+pub struct EngineConfig {
+    /// Directory holding the ONNX models (see models/README.md).
+    #[arg(long, env = "FACEAUTH_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+    /// ONNX Runtime shared library; default: the one `scripts/setup.sh` installs under .runtime/.
+    #[arg(long, env = "FACEAUTH_ONNXRUNTIME_LIB")]
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// Policy component (.wasm) that makes every decision.
+    #[arg(long, env = "FACEAUTH_POLICY", default_value = "target/wasm32-wasip2/release/default_policy.wasm")]
+    pub policy: PathBuf,
+    /// Face-analysis workers (ONNX session sets); default: one per CPU.
+    #[arg(long, env = "FACEAUTH_WORKERS")]
+    pub workers: Option<usize>,
+    /// Requests allowed to wait for a worker; beyond that the answer is 503 SERVER_BUSY.
+    #[arg(long, env = "FACEAUTH_MAX_QUEUED", default_value_t = 16)]
+    pub max_queued: usize,
+    /// Smallest face side, in pixels of the upload, that the detector searches for.
+    #[arg(long, env = "FACEAUTH_MIN_FACE_PX", default_value_t = 40.0)]
+    pub min_face_px: f32,
+    /// Wasm fuel (about one instruction each) allowed per policy call.
+    #[arg(long, env = "FACEAUTH_POLICY_FUEL", default_value_t = 50_000_000)]
+    pub policy_fuel: u64,
+    /// Linear memory allowed per policy instance, in MiB.
+    #[arg(long, env = "FACEAUTH_POLICY_MEMORY_MIB", default_value_t = 32)]
+    pub policy_memory_mib: usize,
+}
+
+impl EngineConfig {
+    /// Settings with every default, for tests and tools.
+    pub fn defaults() -> Self {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            engine: EngineConfig,
+        }
+        Wrapper::parse_from(["faceauth"]).engine
+    }
+
+    /// The ONNX Runtime library: the flag, else the one setup installed.
+    pub fn onnxruntime_lib(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.onnxruntime_lib {
+            return Some(p.clone());
+        }
+        let dir = locate(Path::new(".runtime/onnxruntime"))?;
+        let mut libs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
+            .collect();
+        libs.sort();
+        libs.into_iter().next()
+    }
+
+    pub fn models_dir(&self) -> PathBuf {
+        locate(&self.models_dir).unwrap_or_else(|| self.models_dir.clone())
+    }
+
+    pub fn policy(&self) -> PathBuf {
+        locate(&self.policy).unwrap_or_else(|| self.policy.clone())
+    }
+}
+
+/// Resolves a relative default against the working directory, then against the
+/// repository the binary was built in (`target/<profile>/faceauth` -> `../..`), so
+/// the server also starts from elsewhere in a checkout.
+pub fn locate(path: &Path) -> Option<PathBuf> {
+    if path.is_absolute() || path.exists() {
+        return path.exists().then(|| path.to_path_buf());
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors().skip(1).take(4).map(|dir| dir.join(path)).find(|candidate| candidate.exists())
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// Image files to analyse.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineConfig,
+}

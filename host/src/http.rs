@@ -1,0 +1,253 @@
+//! The HTTP API, wire-compatible with the original service: parse and validate
+//! the request, call a use case, answer in the endpoint's JSON shape.
+//! `ApiError::reason_and_status` is the one place errors become HTTP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::media::MediaError;
+use crate::policy::Decision;
+use crate::usecase::{FaceAuth, UseCaseError};
+
+/// Request-level problems, found before any use case runs.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("the username query parameter is missing")]
+    MissingUsername,
+    #[error("the file field `{0}` is missing")]
+    MissingFile(&'static str),
+    #[error("the uploaded file is empty")]
+    EmptyFile,
+    #[error("the upload exceeds the size limit")]
+    FileTooLarge,
+    #[error("malformed request: {0}")]
+    Malformed(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    UseCase(#[from] UseCaseError),
+}
+
+impl ApiError {
+    /// The documented reason code and HTTP status of every failure (README table).
+    pub fn reason_and_status(&self) -> (&'static str, StatusCode) {
+        use StatusCode as S;
+        match self {
+            ApiError::Request(e) => match e {
+                RequestError::MissingUsername => ("MISSING_USERNAME", S::BAD_REQUEST),
+                RequestError::MissingFile(_) => ("MISSING_FILE", S::BAD_REQUEST),
+                RequestError::EmptyFile => ("EMPTY_FILE", S::BAD_REQUEST),
+                RequestError::FileTooLarge => ("FILE_TOO_LARGE", S::PAYLOAD_TOO_LARGE),
+                RequestError::Malformed(_) => ("MALFORMED_REQUEST", S::BAD_REQUEST),
+            },
+            ApiError::UseCase(e) => match e {
+                UseCaseError::EmptyUsername => ("EMPTY_USERNAME", S::BAD_REQUEST),
+                UseCaseError::InvalidUsername => ("INVALID_USERNAME", S::BAD_REQUEST),
+                UseCaseError::Media(MediaError::UnsupportedFormat) => {
+                    ("UNSUPPORTED_MEDIA_TYPE", S::UNSUPPORTED_MEDIA_TYPE)
+                }
+                UseCaseError::Media(MediaError::Corrupt(_)) => ("INVALID_IMAGE", S::UNPROCESSABLE_ENTITY),
+                UseCaseError::Media(MediaError::TooLarge(_)) => ("IMAGE_TOO_LARGE", S::PAYLOAD_TOO_LARGE),
+                UseCaseError::UnknownUser => ("UNKNOWN_USER", S::NOT_FOUND),
+                UseCaseError::DuplicateUsername => ("USERNAME_ALREADY_EXISTS", S::CONFLICT),
+                UseCaseError::OutdatedTemplate(_) => ("TEMPLATE_OUTDATED", S::CONFLICT),
+                UseCaseError::Busy => ("SERVER_BUSY", S::SERVICE_UNAVAILABLE),
+                UseCaseError::Policy(_) => ("POLICY_ERROR", S::SERVICE_UNAVAILABLE),
+                UseCaseError::Vision(_) => ("INTERNAL_ERROR", S::INTERNAL_SERVER_ERROR),
+                UseCaseError::Store(_) => ("INTERNAL_ERROR", S::INTERNAL_SERVER_ERROR),
+            },
+        }
+    }
+}
+
+/// The reason code of an answer, for the request log line.
+#[derive(Debug, Clone)]
+struct LoggedReason(String);
+
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Enroll,
+    Authenticate,
+}
+
+impl Endpoint {
+    fn file_field(self) -> &'static str {
+        match self {
+            Endpoint::Enroll => "cin_file",
+            Endpoint::Authenticate => "auth_video",
+        }
+    }
+
+    fn rejected(self, reason: &str) -> Value {
+        match self {
+            Endpoint::Enroll => json!({"trained": "failed", "EnrollStatus": "REJECTED", "DecisionReason": reason}),
+            Endpoint::Authenticate => json!({"score": null, "Decision": "REJECTED", "DecisionReason": reason}),
+        }
+    }
+
+    fn decided(self, decision: &Decision) -> Response {
+        let body = match (self, decision.approved) {
+            (_, false) => self.rejected(&decision.reason),
+            // The wire contract fixes the success reasons.
+            (Endpoint::Enroll, true) => {
+                json!({"trained": "success", "EnrollStatus": "APPROVED", "DecisionReason": "ENROLLED_AS_USER"})
+            }
+            (Endpoint::Authenticate, true) => json!({
+                "score": decision.score.map(|s| (s as f64 * 1e6).round() / 1e6),
+                "Decision": "APPROVED",
+                "DecisionReason": "AUTHENTIFICATION_SUCCESS",
+            }),
+        };
+        with_reason(StatusCode::OK, body, &decision.reason)
+    }
+
+    fn failed(self, error: &ApiError) -> Response {
+        let (reason, status) = error.reason_and_status();
+        if status.is_server_error() {
+            tracing::warn!(%error, reason, "request failed");
+        } else {
+            tracing::debug!(%error, reason, "request refused");
+        }
+        with_reason(status, self.rejected(reason), reason)
+    }
+}
+
+fn with_reason(status: StatusCode, body: Value, reason: &str) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response.extensions_mut().insert(LoggedReason(reason.to_string()));
+    response
+}
+
+pub fn router(app: Arc<FaceAuth>, max_upload_bytes: usize) -> Router {
+    Router::new()
+        .route("/api/enroll", post(enroll))
+        .route("/api/authentificate", post(authenticate))
+        .route("/api/reset", post(reset))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .layer(DefaultBodyLimit::max(max_upload_bytes))
+        .layer(middleware::from_fn(log_request))
+        .with_state(app)
+}
+
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let reason = response.extensions().get::<LoggedReason>().map(|r| r.0.as_str()).unwrap_or("-");
+    tracing::info!(
+        "{method} {path} {} {reason} {:.1}ms",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    response
+}
+
+type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+
+/// The username (query parameter, or a `username` form field as a fallback) and the file.
+async fn read_request(
+    endpoint: Endpoint,
+    params: Params,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(String, Vec<u8>), RequestError> {
+    let Query(params) = params.map_err(|e| RequestError::Malformed(e.body_text()))?;
+    let mut username = params.get("username").cloned();
+    let mut multipart = multipart.map_err(|e| RequestError::Malformed(e.body_text()))?;
+    let mut file: Option<Vec<u8>> = None;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return Err(multipart_error(e)),
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        if name == endpoint.file_field() && file.is_none() {
+            file = Some(field.bytes().await.map_err(multipart_error)?.to_vec());
+        } else if name == "username" && username.is_none() {
+            username = Some(field.text().await.map_err(multipart_error)?);
+        } else {
+            // Drain unknown fields so their bytes still count against the limit.
+            field.bytes().await.map_err(multipart_error)?;
+        }
+    }
+    let username = username.ok_or(RequestError::MissingUsername)?;
+    let file = file.ok_or(RequestError::MissingFile(endpoint.file_field()))?;
+    if file.is_empty() {
+        return Err(RequestError::EmptyFile);
+    }
+    Ok((username, file))
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> RequestError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        RequestError::FileTooLarge
+    } else {
+        RequestError::Malformed(e.body_text())
+    }
+}
+
+async fn enroll(
+    State(app): State<Arc<FaceAuth>>,
+    params: Params,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
+    let endpoint = Endpoint::Enroll;
+    let result = async {
+        let (username, file) = read_request(endpoint, params, multipart).await?;
+        Ok::<_, ApiError>(app.enroll(&username, file).await?)
+    }
+    .await;
+    match result {
+        Ok(decision) => endpoint.decided(&decision),
+        Err(e) => endpoint.failed(&e),
+    }
+}
+
+async fn authenticate(
+    State(app): State<Arc<FaceAuth>>,
+    params: Params,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
+    let endpoint = Endpoint::Authenticate;
+    let result = async {
+        let (username, file) = read_request(endpoint, params, multipart).await?;
+        Ok::<_, ApiError>(app.authenticate(&username, file).await?)
+    }
+    .await;
+    match result {
+        Ok(decision) => endpoint.decided(&decision),
+        Err(e) => endpoint.failed(&e),
+    }
+}
+
+async fn reset(State(app): State<Arc<FaceAuth>>) -> Response {
+    match app.reset().await {
+        Ok(removed) => {
+            tracing::info!(removed, "all users removed");
+            with_reason(StatusCode::OK, json!({"code": 200, "msg": "DONE"}), "DONE")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reset failed");
+            with_reason(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"code": 500, "msg": format!("ERROR_DETECTED : {e}")}),
+                "ERROR_DETECTED",
+            )
+        }
+    }
+}

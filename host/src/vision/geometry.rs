@@ -1,0 +1,384 @@
+//! Pure geometry of the face pipeline: boxes, NMS, the similarity alignment onto the
+//! 112x112 template, bilinear warping, sharpness and a landmark-based pose estimate.
+
+use image::RgbImage;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub x: f32,
+    pub y: f32,
+}
+
+/// Corner box in pixels of the analysed image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoundingBox {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+}
+
+impl BoundingBox {
+    pub fn width(&self) -> f32 {
+        (self.x2 - self.x1).max(0.0)
+    }
+    pub fn height(&self) -> f32 {
+        (self.y2 - self.y1).max(0.0)
+    }
+    pub fn area(&self) -> f32 {
+        self.width() * self.height()
+    }
+    pub fn intersection(&self, other: &BoundingBox) -> f32 {
+        let w = (self.x2.min(other.x2) - self.x1.max(other.x1)).max(0.0);
+        let h = (self.y2.min(other.y2) - self.y1.max(other.y1)).max(0.0);
+        w * h
+    }
+    pub fn iou(&self, other: &BoundingBox) -> f32 {
+        let inter = self.intersection(other);
+        let union = self.area() + other.area() - inter;
+        if union <= 0.0 { 0.0 } else { inter / union }
+    }
+    /// Share of the smaller box covered by the other: catches a partial face
+    /// found inside a whole one, which IoU alone lets through.
+    pub fn containment(&self, other: &BoundingBox) -> f32 {
+        let smaller = self.area().min(other.area());
+        if smaller <= 0.0 { 0.0 } else { self.intersection(other) / smaller }
+    }
+}
+
+/// A scored box, before landmarks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Detection {
+    pub bbox: BoundingBox,
+    pub score: f32,
+}
+
+/// Greedy non-maximum suppression by IoU and by containment.
+pub fn non_max_suppression(
+    mut detections: Vec<Detection>,
+    iou_threshold: f32,
+    containment_threshold: f32,
+) -> Vec<Detection> {
+    detections.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Detection> = Vec::new();
+    for candidate in detections {
+        let suppressed = kept.iter().any(|k| {
+            k.bbox.iou(&candidate.bbox) > iou_threshold || k.bbox.containment(&candidate.bbox) > containment_threshold
+        });
+        if !suppressed {
+            kept.push(candidate);
+        }
+    }
+    kept
+}
+
+/// The standard 112x112 five-point template (eye centres, nose tip, mouth corners).
+pub const TEMPLATE_112: [Point; 5] = [
+    Point { x: 38.2946, y: 51.6963 },
+    Point { x: 73.5318, y: 51.5014 },
+    Point { x: 56.0252, y: 71.7366 },
+    Point { x: 41.5493, y: 92.3655 },
+    Point { x: 70.7299, y: 92.2041 },
+];
+
+/// The five alignment points from 68 landmarks: eye centres (mean of 36-41 and
+/// 42-47), nose tip (30), mouth corners (48, 54).
+pub fn five_points(landmarks: &[Point; 68]) -> [Point; 5] {
+    let mean = |range: std::ops::Range<usize>| {
+        let n = range.len() as f32;
+        let (sx, sy) = landmarks[range].iter().fold((0.0, 0.0), |(sx, sy), p| (sx + p.x, sy + p.y));
+        Point { x: sx / n, y: sy / n }
+    };
+    [mean(36..42), mean(42..48), landmarks[30], landmarks[48], landmarks[54]]
+}
+
+/// A 2x3 affine matrix mapping source (image) points to destination points.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affine(pub [[f32; 3]; 2]);
+
+impl Affine {
+    pub fn apply(&self, p: Point) -> Point {
+        let m = &self.0;
+        Point { x: m[0][0] * p.x + m[0][1] * p.y + m[0][2], y: m[1][0] * p.x + m[1][1] * p.y + m[1][2] }
+    }
+
+    pub fn inverse(&self) -> Option<Affine> {
+        let m = &self.0;
+        let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
+        if det.abs() < 1e-12 || !det.is_finite() {
+            return None;
+        }
+        let (a, b, c, d) = (m[0][0] / det, m[0][1] / det, m[1][0] / det, m[1][1] / det);
+        let (tx, ty) = (m[0][2], m[1][2]);
+        Some(Affine([[d, -b, -(d * tx - b * ty)], [-c, a, -(-c * tx + a * ty)]]))
+    }
+
+    /// Isotropic scale of a similarity transform.
+    pub fn scale(&self) -> f32 {
+        let m = &self.0;
+        (m[0][0] * m[1][1] - m[0][1] * m[1][0]).abs().sqrt()
+    }
+}
+
+/// Least-squares similarity transform (rotation, uniform scale, translation, no
+/// reflection) from `src` onto `dst`: Umeyama's estimate, in its closed 2-D form.
+pub fn similarity_transform(src: &[Point], dst: &[Point]) -> Option<Affine> {
+    let n = src.len().min(dst.len());
+    if n < 2 {
+        return None;
+    }
+    let nf = n as f64;
+    let (mut msx, mut msy, mut mdx, mut mdy) = (0f64, 0f64, 0f64, 0f64);
+    for i in 0..n {
+        msx += src[i].x as f64;
+        msy += src[i].y as f64;
+        mdx += dst[i].x as f64;
+        mdy += dst[i].y as f64;
+    }
+    (msx, msy, mdx, mdy) = (msx / nf, msy / nf, mdx / nf, mdy / nf);
+    let (mut num_a, mut num_b, mut den) = (0f64, 0f64, 0f64);
+    for i in 0..n {
+        let (sx, sy) = (src[i].x as f64 - msx, src[i].y as f64 - msy);
+        let (dx, dy) = (dst[i].x as f64 - mdx, dst[i].y as f64 - mdy);
+        num_a += sx * dx + sy * dy;
+        num_b += sx * dy - sy * dx;
+        den += sx * sx + sy * sy;
+    }
+    if den < 1e-9 {
+        return None;
+    }
+    let (a, b) = (num_a / den, num_b / den);
+    let tx = mdx - (a * msx - b * msy);
+    let ty = mdy - (b * msx + a * msy);
+    Some(Affine([[a as f32, -b as f32, tx as f32], [b as f32, a as f32, ty as f32]]))
+}
+
+/// Residual distance, in destination units, of each point under `transform`.
+fn residuals(transform: &Affine, src: &[Point], dst: &[Point]) -> Vec<f32> {
+    src.iter()
+        .zip(dst)
+        .map(|(&s, d)| {
+            let p = transform.apply(s);
+            (p.x - d.x).hypot(p.y - d.y)
+        })
+        .collect()
+}
+
+/// Robust similarity alignment: every pair of points proposes a transform, the one
+/// agreeing with most points (within `inlier_threshold` destination pixels, ties to
+/// the smaller residual) wins, and the least-squares fit over its inliers is
+/// returned. With five points this exhaustive consensus is deterministic and equals
+/// OpenCV's `estimateAffinePartial2D` (RANSAC + refinement), which made the reference
+/// embeddings: a landmark off by an expression (an open mouth) does not pull the eyes
+/// out of place.
+pub fn robust_similarity_transform(src: &[Point], dst: &[Point], inlier_threshold: f32) -> Option<Affine> {
+    let n = src.len().min(dst.len());
+    let mut best: Option<(usize, f32, Vec<bool>)> = None;
+    for i in 0..n {
+        for j in i + 1..n {
+            let Some(candidate) = similarity_transform(&[src[i], src[j]], &[dst[i], dst[j]]) else { continue };
+            let r = residuals(&candidate, &src[..n], &dst[..n]);
+            let inliers: Vec<bool> = r.iter().map(|&e| e < inlier_threshold).collect();
+            let count = inliers.iter().filter(|&&x| x).count();
+            let error: f32 = r.iter().zip(&inliers).filter(|(_, in_)| **in_).map(|(e, _)| e).sum();
+            let better = match &best {
+                None => true,
+                Some((c, e, _)) => count > *c || (count == *c && error < *e),
+            };
+            if better {
+                best = Some((count, error, inliers));
+            }
+        }
+    }
+    match best {
+        Some((count, _, inliers)) if count >= 2 => {
+            let (s, d): (Vec<Point>, Vec<Point>) = (0..n).filter(|&k| inliers[k]).map(|k| (src[k], dst[k])).unzip();
+            similarity_transform(&s, &d)
+        }
+        _ => similarity_transform(src, dst),
+    }
+}
+
+/// Warps `image` by `transform` (image -> output coordinates) into a `size`x`size`
+/// RGB crop with bilinear sampling; outside the image is black.
+pub fn warp_affine(image: &RgbImage, transform: &Affine, size: u32) -> Option<RgbImage> {
+    let inv = transform.inverse()?;
+    let mut out = RgbImage::new(size, size);
+    for (u, v, px) in out.enumerate_pixels_mut() {
+        let src = inv.apply(Point { x: u as f32, y: v as f32 });
+        *px = image::Rgb(sample_bilinear(image, src.x, src.y));
+    }
+    Some(out)
+}
+
+fn sample_bilinear(image: &RgbImage, x: f32, y: f32) -> [u8; 3] {
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    let (x0f, y0f) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0f, y - y0f);
+    let (x0, y0) = (x0f as i64, y0f as i64);
+    let fetch = |xi: i64, yi: i64| -> [f32; 3] {
+        if xi < 0 || yi < 0 || xi >= w || yi >= h {
+            [0.0; 3]
+        } else {
+            let p = image.get_pixel(xi as u32, yi as u32).0;
+            [p[0] as f32, p[1] as f32, p[2] as f32]
+        }
+    };
+    let (p00, p10, p01, p11) = (fetch(x0, y0), fetch(x0 + 1, y0), fetch(x0, y0 + 1), fetch(x0 + 1, y0 + 1));
+    let mut out = [0u8; 3];
+    for c in 0..3 {
+        let top = p00[c] * (1.0 - fx) + p10[c] * fx;
+        let bottom = p01[c] * (1.0 - fx) + p11[c] * fx;
+        out[c] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
+    }
+    out
+}
+
+/// Bilinear resize without an anti-aliasing prefilter, pixel centres aligned, as
+/// OpenCV's `INTER_LINEAR`: the landmark model was trained on crops made this way.
+pub fn resize_bilinear(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let sx = image.width() as f32 / width as f32;
+    let sy = image.height() as f32 / height as f32;
+    let max_x = image.width().saturating_sub(1) as f32;
+    let max_y = image.height().saturating_sub(1) as f32;
+    RgbImage::from_fn(width, height, |u, v| {
+        let x = ((u as f32 + 0.5) * sx - 0.5).clamp(0.0, max_x);
+        let y = ((v as f32 + 0.5) * sy - 0.5).clamp(0.0, max_y);
+        image::Rgb(sample_bilinear(image, x, y))
+    })
+}
+
+/// ITU-R BT.601 luma, as OpenCV's RGB2GRAY.
+pub fn luma(p: &image::Rgb<u8>) -> f32 {
+    0.299 * p.0[0] as f32 + 0.587 * p.0[1] as f32 + 0.114 * p.0[2] as f32
+}
+
+/// Variance of the 4-neighbour Laplacian of the grey image: the usual focus measure.
+/// Measured on the aligned 112x112 face, so it does not depend on the upload's size.
+pub fn laplacian_variance(image: &RgbImage) -> f32 {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    if w < 3 || h < 3 {
+        return 0.0;
+    }
+    let grey: Vec<f32> = image.pixels().map(luma).collect();
+    let mut values = Vec::with_capacity((w - 2) * (h - 2));
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            let i = y * w + x;
+            values.push(grey[i - 1] + grey[i + 1] + grey[i - w] + grey[i + w] - 4.0 * grey[i]);
+        }
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+    (values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n) as f32
+}
+
+/// Head pose in degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct HeadPose {
+    pub yaw: f32,
+    pub pitch: f32,
+    pub roll: f32,
+}
+
+/// Rough head pose from the 68 landmarks: roll from the eye line; yaw from where the
+/// nose tip sits between the jaw edges; pitch from where it sits between the eye
+/// line and the mouth (about 0.45 of the way on frontal faces).
+pub fn estimate_pose(landmarks: &[Point; 68]) -> HeadPose {
+    let five = five_points(landmarks);
+    let (left_eye, right_eye) = (five[0], five[1]);
+    let roll = (right_eye.y - left_eye.y).atan2(right_eye.x - left_eye.x);
+    // Undo roll around the eye midpoint so yaw and pitch are measured upright.
+    let centre = Point { x: (left_eye.x + right_eye.x) / 2.0, y: (left_eye.y + right_eye.y) / 2.0 };
+    let (sin, cos) = (-roll).sin_cos();
+    let upright = |p: Point| {
+        let (dx, dy) = (p.x - centre.x, p.y - centre.y);
+        Point { x: dx * cos - dy * sin, y: dx * sin + dy * cos }
+    };
+    let nose = upright(landmarks[30]);
+    let jaw_left = upright(landmarks[0]);
+    let jaw_right = upright(landmarks[16]);
+    let mouth =
+        upright(Point { x: (landmarks[48].x + landmarks[54].x) / 2.0, y: (landmarks[48].y + landmarks[54].y) / 2.0 });
+    let half_width = ((jaw_right.x - jaw_left.x) / 2.0).abs().max(1e-3);
+    let jaw_mid = (jaw_left.x + jaw_right.x) / 2.0;
+    let yaw = ((nose.x - jaw_mid) / half_width).clamp(-1.0, 1.0).asin();
+    let eye_to_mouth = mouth.y.abs().max(1e-3);
+    let pitch = ((nose.y / eye_to_mouth - 0.45) * 2.0).clamp(-1.0, 1.0).asin();
+    HeadPose { yaw: yaw.to_degrees(), pitch: pitch.to_degrees(), roll: roll.to_degrees() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn similarity_transform_recovers_a_known_transform() {
+        let (a, b, tx, ty) = (0.8f32 * 0.5f32.cos(), 0.8f32 * 0.5f32.sin(), 12.0, -7.0);
+        let truth = Affine([[a, -b, tx], [b, a, ty]]);
+        let src: Vec<Point> = TEMPLATE_112.iter().map(|p| Point { x: p.x * 3.0, y: p.y * 2.0 + 5.0 }).collect();
+        let dst: Vec<Point> = src.iter().map(|&p| truth.apply(p)).collect();
+        let est = similarity_transform(&src, &dst).expect("well-posed");
+        for r in 0..2 {
+            for c in 0..3 {
+                assert!((est.0[r][c] - truth.0[r][c]).abs() < 1e-3, "{est:?} vs {truth:?}");
+            }
+        }
+        let inv = est.inverse().expect("invertible");
+        let p = inv.apply(est.apply(Point { x: 3.0, y: 4.0 }));
+        assert!((p.x - 3.0).abs() < 1e-3 && (p.y - 4.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn robust_alignment_ignores_one_outlier_and_matches_the_reference() {
+        // The five points and transform of deepface img1 in ../shared/reference (OpenCV).
+        let src = [
+            Point { x: 591.37, y: 517.86 },
+            Point { x: 855.47, y: 517.05 },
+            Point { x: 730.7, y: 686.63 },
+            Point { x: 594.16, y: 789.05 },
+            Point { x: 859.83, y: 792.26 },
+        ];
+        let want = [[0.128263f32, -0.001364, -36.36567], [0.001364, 0.128263, -16.281354]];
+        let got = robust_similarity_transform(&src, &TEMPLATE_112, 3.0).expect("transform");
+        for (got_row, want_row) in got.0.iter().zip(&want) {
+            for (g, w) in got_row.iter().zip(want_row) {
+                assert!((g - w).abs() < 1e-3, "{got:?}");
+            }
+        }
+        let plain = similarity_transform(&src, &TEMPLATE_112).expect("transform");
+        assert!((plain.0[0][2] - want[0][2]).abs() > 1.0, "plain least squares differs here");
+    }
+
+    #[test]
+    fn degenerate_points_have_no_transform() {
+        let p = Point { x: 1.0, y: 1.0 };
+        assert!(similarity_transform(&[p; 5], &TEMPLATE_112).is_none());
+    }
+
+    #[test]
+    fn nms_keeps_best_and_drops_overlaps_and_nested_boxes() {
+        let d = |x1, y1, x2, y2, score| Detection { bbox: BoundingBox { x1, y1, x2, y2 }, score };
+        let kept = non_max_suppression(
+            vec![
+                d(0.0, 0.0, 100.0, 100.0, 0.9),
+                d(5.0, 5.0, 105.0, 105.0, 0.8),  // overlap
+                d(20.0, 20.0, 50.0, 50.0, 0.95), // nested in the first, but scored higher
+                d(200.0, 0.0, 260.0, 60.0, 0.7), // separate face
+            ],
+            0.4,
+            0.7,
+        );
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept[1].bbox.x1, 200.0);
+    }
+
+    #[test]
+    fn laplacian_variance_is_higher_for_sharp_edges() {
+        let sharp =
+            RgbImage::from_fn(32, 32, |x, _| if x % 2 == 0 { image::Rgb([255; 3]) } else { image::Rgb([0; 3]) });
+        let flat = RgbImage::from_pixel(32, 32, image::Rgb([128; 3]));
+        assert!(laplacian_variance(&sharp) > 1000.0);
+        assert_eq!(laplacian_variance(&flat), 0.0);
+    }
+}

@@ -1,0 +1,61 @@
+//! A bounded pool of `FaceAnalyzer`s: inference runs on blocking threads, at most
+//! one job per analyzer, with a short queue; beyond that callers get `Busy` at once
+//! (a fast 503) instead of piling up.
+
+use std::sync::{Arc, Mutex};
+
+use image::RgbImage;
+use tokio::sync::Semaphore;
+
+use super::{AnalyzedFace, FaceAnalyzer, VisionError};
+
+pub struct VisionPool {
+    idle: Arc<Mutex<Vec<FaceAnalyzer>>>,
+    workers: Arc<Semaphore>,
+    admission: Arc<Semaphore>,
+    min_face_px: f32,
+}
+
+/// Puts the analyzer back even if the job panicked.
+struct Checkout {
+    analyzer: Option<FaceAnalyzer>,
+    idle: Arc<Mutex<Vec<FaceAnalyzer>>>,
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let (Some(a), Ok(mut idle)) = (self.analyzer.take(), self.idle.lock()) {
+            idle.push(a);
+        }
+    }
+}
+
+impl VisionPool {
+    pub fn new(analyzers: Vec<FaceAnalyzer>, max_queued: usize, min_face_px: f32) -> Self {
+        let n = analyzers.len();
+        Self {
+            idle: Arc::new(Mutex::new(analyzers)),
+            workers: Arc::new(Semaphore::new(n)),
+            admission: Arc::new(Semaphore::new(n + max_queued)),
+            min_face_px,
+        }
+    }
+
+    /// Analyses every face of one picture.
+    pub async fn analyze(&self, image: Arc<RgbImage>) -> Result<Vec<AnalyzedFace>, VisionError> {
+        let _admitted = self.admission.clone().try_acquire_owned().map_err(|_| VisionError::Busy)?;
+        let _worker = self.workers.clone().acquire_owned().await.map_err(|_| VisionError::Busy)?;
+        let idle = self.idle.clone();
+        let min_face_px = self.min_face_px;
+        tokio::task::spawn_blocking(move || {
+            let analyzer = idle.lock().ok().and_then(|mut v| v.pop());
+            let mut checkout = Checkout { analyzer, idle };
+            match checkout.analyzer.as_mut() {
+                Some(a) => a.analyze(&image, min_face_px),
+                None => Err(VisionError::Inference("no idle face analyzer (a previous job crashed)".into())),
+            }
+        })
+        .await
+        .map_err(|e| VisionError::Inference(format!("face analysis task failed: {e}")))?
+    }
+}
