@@ -1,0 +1,41 @@
+//! Shared helpers of the end-to-end tests: where the repository's artefacts are.
+#![allow(dead_code, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use faceauth::config::EngineConfig;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = repo_root().join("tests/fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// A built policy component; `scripts/setup.sh` builds them.
+pub fn policy_wasm(crate_name: &str) -> PathBuf {
+    let path = repo_root().join("target/wasm32-wasip2/release").join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(path.exists(), "{} is missing: run scripts/setup.sh (or scripts/test.sh)", path.display());
+    path
+}
+
+pub fn engine_config(policy_crate: &str) -> EngineConfig {
+    let mut config = EngineConfig::defaults();
+    config.models_dir = repo_root().join("models");
+    config.policy = policy_wasm(policy_crate);
+    config.workers = Some(2);
+    assert!(
+        config.onnxruntime_lib().is_some(),
+        "ONNX Runtime is missing under .runtime/: run scripts/setup.sh (or scripts/test.sh)"
+    );
+    config
+}
+
+/// The shared real-data folder (`../shared` beside the checkout, or FACEAUTH_SHARED_DIR).
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir =
+        std::env::var_os("FACEAUTH_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared"));
+    dir.join("faces/deepface/master.csv").exists().then_some(dir)
+}

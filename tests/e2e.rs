@@ -1,0 +1,270 @@
+//! End to end: the real `faceauth` binary on a free port with a temporary SQLite
+//! database, driven over HTTP with realistic fixtures (ID cards built from real,
+//! MIT-licensed deepface photos; see tests/fixtures/make_fixtures.py).
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+const MAX_UPLOAD: usize = 3 * 1024 * 1024;
+
+struct Server {
+    child: Child,
+    base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_server() -> Server {
+    let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = common::engine_config("default-policy");
+    let child = Command::new(env!("CARGO_BIN_EXE_faceauth"))
+        .arg("serve")
+        .env("FACEAUTH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FACEAUTH_DATA_DIR", data.path())
+        .env("FACEAUTH_MAX_UPLOAD_BYTES", MAX_UPLOAD.to_string())
+        .env("FACEAUTH_MODELS_DIR", &config.models_dir)
+        .env("FACEAUTH_POLICY", &config.policy)
+        .env("FACEAUTH_ONNXRUNTIME_LIB", config.onnxruntime_lib().expect("ort"))
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("server starts");
+    let server = Server { child, base: format!("http://127.0.0.1:{port}"), _data: data };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(r) = client.get(format!("{}/health", server.base)).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server
+}
+
+impl Server {
+    async fn post(&self, path: &str, query: Option<&str>, field: &str, bytes: Option<Vec<u8>>) -> (u16, Value) {
+        let mut url = format!("{}{path}", self.base);
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        let mut form = Form::new().text("note", "extra fields are ignored");
+        if let Some(bytes) = bytes {
+            form = form.part(field.to_string(), Part::bytes(bytes).file_name("upload.bin"));
+        }
+        let r = reqwest::Client::new().post(url).multipart(form).send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON body"))
+    }
+
+    async fn enroll(&self, user: &str, fixture: &str) -> (u16, Value) {
+        let q = format!("username={user}");
+        self.post("/api/enroll", Some(&q), "cin_file", Some(common::fixture(fixture))).await
+    }
+
+    async fn authenticate(&self, user: &str, fixture: &str) -> (u16, Value) {
+        let q = format!("username={user}");
+        self.post("/api/authentificate", Some(&q), "auth_video", Some(common::fixture(fixture))).await
+    }
+}
+
+fn enroll_rejected(reason: &str) -> Value {
+    json!({"trained": "failed", "EnrollStatus": "REJECTED", "DecisionReason": reason})
+}
+
+fn auth_rejected(reason: &str) -> Value {
+    json!({"score": null, "Decision": "REJECTED", "DecisionReason": reason})
+}
+
+const ENROLLED: fn() -> Value =
+    || json!({"trained": "success", "EnrollStatus": "APPROVED", "DecisionReason": "ENROLLED_AS_USER"});
+
+fn assert_approved(answer: &(u16, Value)) -> f64 {
+    assert_eq!(answer.0, 200, "{answer:?}");
+    assert_eq!(answer.1["Decision"], "APPROVED", "{answer:?}");
+    assert_eq!(answer.1["DecisionReason"], "AUTHENTIFICATION_SUCCESS");
+    assert_eq!(answer.1.as_object().map(|o| o.len()), Some(3), "exact shape: {answer:?}");
+    answer.1["score"].as_f64().expect("numeric score")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enroll_authenticate_and_reset_over_http() {
+    let server = start_server().await;
+
+    // Enrollment from three kinds of ID-card pictures of person A, each with a ghost portrait.
+    for (user, card) in [
+        ("alice", "id_card_person_a.jpg"),
+        ("alice-photographed", "id_card_person_a_photographed.jpg"),
+        ("alice-strip", "id_card_person_a_front_back.jpg"),
+    ] {
+        assert_eq!(server.enroll(user, card).await, (200, ENROLLED()), "{card}");
+    }
+    assert_eq!(server.enroll("bob", "id_card_person_b.jpg").await, (200, ENROLLED()));
+
+    // The same person, from a different photo, against each enrollment.
+    for user in ["alice", "alice-photographed", "alice-strip"] {
+        let score = assert_approved(&server.authenticate(user, "selfie_person_a.jpg").await);
+        assert!(score > 0.4 && score <= 1.0, "{user}: {score}");
+    }
+    assert_approved(&server.authenticate("bob", "selfie_person_b.jpg").await);
+    // Someone else.
+    assert_eq!(server.authenticate("alice", "selfie_person_b.jpg").await, (200, auth_rejected("FACE_MISMATCH")));
+    assert_eq!(server.authenticate("bob", "selfie_person_a.jpg").await, (200, auth_rejected("FACE_MISMATCH")));
+
+    // Policy rejections.
+    assert_eq!(server.enroll("nobody", "id_card_back_no_face.jpg").await, (200, enroll_rejected("NO_FACE_DETECTED")));
+    assert_eq!(server.enroll("couple", "two_people.jpg").await, (200, enroll_rejected("MULTIPLE_FACES_DETECTED")));
+    assert_eq!(server.enroll("tiny", "tiny_face_scene.jpg").await, (200, enroll_rejected("FACE_TOO_SMALL")));
+    assert_eq!(server.authenticate("alice", "two_people.jpg").await, (200, auth_rejected("MULTIPLE_FACES_DETECTED")));
+    assert_eq!(
+        server.authenticate("alice", "selfie_person_a_blurred.jpg").await,
+        (200, auth_rejected("FACE_TOO_BLURRY"))
+    );
+    assert_eq!(
+        server.authenticate("alice", "id_card_back_no_face.jpg").await,
+        (200, auth_rejected("NO_FACE_DETECTED"))
+    );
+    // Rejected enrollments stored nothing.
+    assert_eq!(server.authenticate("couple", "selfie_person_a.jpg").await, (404, auth_rejected("UNKNOWN_USER")));
+
+    // Reset removes everyone.
+    let reset = reqwest::Client::new().post(format!("{}/api/reset", server.base)).send().await.expect("reset");
+    assert_eq!(reset.status().as_u16(), 200);
+    assert_eq!(reset.json::<Value>().await.expect("json"), json!({"code": 200, "msg": "DONE"}));
+    assert_eq!(server.authenticate("alice", "selfie_person_a.jpg").await, (404, auth_rejected("UNKNOWN_USER")));
+    // And the name is free again.
+    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, ENROLLED()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_request_gets_its_reason_and_status() {
+    let server = start_server().await;
+    let card = common::fixture("id_card_person_a.jpg");
+    let post = |path: &'static str, query: Option<&'static str>, field: &'static str, bytes: Option<Vec<u8>>| {
+        let server = &server;
+        async move { server.post(path, query, field, bytes).await }
+    };
+
+    // Username problems, on both endpoints.
+    assert_eq!(
+        post("/api/enroll", None, "cin_file", Some(card.clone())).await,
+        (400, enroll_rejected("MISSING_USERNAME"))
+    );
+    assert_eq!(
+        post("/api/enroll", Some("username="), "cin_file", Some(card.clone())).await,
+        (400, enroll_rejected("EMPTY_USERNAME"))
+    );
+    assert_eq!(
+        post("/api/enroll", Some("username=%20%20"), "cin_file", Some(card.clone())).await,
+        (400, enroll_rejected("EMPTY_USERNAME"))
+    );
+    assert_eq!(
+        post("/api/enroll", Some("username=a%00b"), "cin_file", Some(card.clone())).await,
+        (400, enroll_rejected("INVALID_USERNAME"))
+    );
+    assert_eq!(
+        post("/api/authentificate", None, "auth_video", Some(card.clone())).await,
+        (400, auth_rejected("MISSING_USERNAME"))
+    );
+    assert_eq!(
+        post("/api/authentificate", Some("username="), "auth_video", Some(card.clone())).await,
+        (400, auth_rejected("EMPTY_USERNAME"))
+    );
+
+    // File problems.
+    assert_eq!(
+        post("/api/enroll", Some("username=u1"), "cin_file", None).await,
+        (400, enroll_rejected("MISSING_FILE"))
+    );
+    assert_eq!(
+        post("/api/enroll", Some("username=u1"), "wrong_field", Some(card.clone())).await,
+        (400, enroll_rejected("MISSING_FILE"))
+    );
+    assert_eq!(
+        post("/api/enroll", Some("username=u1"), "cin_file", Some(Vec::new())).await,
+        (400, enroll_rejected("EMPTY_FILE"))
+    );
+    assert_eq!(
+        post("/api/enroll", Some("username=u1"), "cin_file", Some(b"%PDF-1.4 not an image".to_vec())).await,
+        (415, enroll_rejected("UNSUPPORTED_MEDIA_TYPE"))
+    );
+    let truncated = card[..card.len() / 3].to_vec();
+    assert_eq!(
+        post("/api/enroll", Some("username=u1"), "cin_file", Some(truncated)).await,
+        (422, enroll_rejected("INVALID_IMAGE"))
+    );
+    assert_eq!(
+        post("/api/enroll", Some("username=u1"), "cin_file", Some(png_claiming(100_000, 100_000))).await,
+        (413, enroll_rejected("IMAGE_TOO_LARGE"))
+    );
+    let mut huge = card.clone();
+    huge.resize(MAX_UPLOAD + 1024, 0);
+    assert_eq!(
+        post("/api/enroll", Some("username=u1"), "cin_file", Some(huge)).await,
+        (413, enroll_rejected("FILE_TOO_LARGE"))
+    );
+    let not_multipart = reqwest::Client::new()
+        .post(format!("{}/api/enroll?username=u1", server.base))
+        .body("plain body")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(not_multipart.status().as_u16(), 400);
+    assert_eq!(not_multipart.json::<Value>().await.expect("json"), enroll_rejected("MALFORMED_REQUEST"));
+
+    // Unknown user, and a username taken twice, also by two simultaneous enrollments.
+    assert_eq!(server.authenticate("ghost", "selfie_person_a.jpg").await, (404, auth_rejected("UNKNOWN_USER")));
+    let (a, b) =
+        tokio::join!(server.enroll("twin", "id_card_person_a.jpg"), server.enroll("twin", "id_card_person_a.jpg"));
+    let mut answers = vec![a, b];
+    answers.sort_by_key(|x| x.0);
+    assert_eq!(answers, vec![(200, ENROLLED()), (409, enroll_rejected("USERNAME_ALREADY_EXISTS"))]);
+    assert_eq!(server.enroll("twin", "id_card_person_a.jpg").await, (409, enroll_rejected("USERNAME_ALREADY_EXISTS")));
+    // The first enrollment is intact.
+    assert_approved(&server.authenticate("twin", "selfie_person_a.jpg").await);
+}
+
+/// A valid PNG signature and header declaring a `width`x`height` image, and no pixels.
+fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    png.extend_from_slice(&[0, 0, 0, 0]);
+    png.extend_from_slice(b"IEND");
+    png.extend_from_slice(&crc32(b"IEND").to_be_bytes());
+    png
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
