@@ -28,6 +28,10 @@ impl Drop for Server {
 }
 
 async fn start_server() -> Server {
+    start_server_with(&[]).await
+}
+
+async fn start_server_with(extra_env: &[(&str, &str)]) -> Server {
     let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
     let data = tempfile::tempdir().expect("tempdir");
     let config = common::engine_config("default-policy");
@@ -40,6 +44,8 @@ async fn start_server() -> Server {
         .env("FACEAUTH_POLICY", &config.policy)
         .env("FACEAUTH_ONNXRUNTIME_LIB", config.onnxruntime_lib().expect("ort"))
         .env_remove("DATABASE_URL")
+        .env_remove("FACEAUTH_ADMIN_TOKEN")
+        .envs(extra_env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -240,6 +246,31 @@ async fn every_bad_request_gets_its_reason_and_status() {
     assert_eq!(server.enroll("twin", "id_card_person_a.jpg").await, (409, enroll_rejected("USERNAME_ALREADY_EXISTS")));
     // The first enrollment is intact.
     assert_approved(&server.authenticate("twin", "selfie_person_a.jpg").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_requires_the_admin_token_when_one_is_configured() {
+    let server = start_server_with(&[("FACEAUTH_ADMIN_TOKEN", "s3cret-token")]).await;
+    assert_eq!(server.enroll("carol", "id_card_person_a.jpg").await, (200, ENROLLED()));
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/reset", server.base);
+    for auth in [None, Some("Bearer wrong"), Some("s3cret-token")] {
+        let mut request = client.post(&url);
+        if let Some(a) = auth {
+            request = request.header("authorization", a);
+        }
+        let r = request.send().await.expect("reset");
+        assert_eq!(r.status().as_u16(), 401, "{auth:?}");
+        assert_eq!(
+            r.json::<Value>().await.expect("json"),
+            json!({"code": 401, "msg": "ERROR_DETECTED : a valid admin token is required"})
+        );
+    }
+    // Nothing was removed.
+    assert_approved(&server.authenticate("carol", "selfie_person_a.jpg").await);
+    let r = client.post(&url).header("authorization", "Bearer s3cret-token").send().await.expect("reset");
+    assert_eq!(r.json::<Value>().await.expect("json"), json!({"code": 200, "msg": "DONE"}));
+    assert_eq!(server.authenticate("carol", "selfie_person_a.jpg").await, (404, auth_rejected("UNKNOWN_USER")));
 }
 
 /// A valid PNG signature and header declaring a `width`x`height` image, and no pixels.

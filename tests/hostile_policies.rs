@@ -31,7 +31,7 @@ fn multipart(field: &str, bytes: &[u8]) -> (String, Vec<u8>) {
 async fn call(app: &Arc<FaceAuth>, uri: &str, field: &str, fixture: &str) -> (u16, Value) {
     let (content_type, body) = multipart(field, &common::fixture(fixture));
     let request = Request::post(uri).header("content-type", content_type).body(Body::from(body)).expect("request");
-    let router = faceauth::http::router(app.clone(), 10 << 20);
+    let router = faceauth::http::router(app.clone(), 10 << 20, faceauth::http::AdminAccess::LoopbackOnly);
     // Not a speed check: only a guard so a broken sandbox fails instead of hanging.
     let response = tokio::time::timeout(Duration::from_secs(120), router.oneshot(request))
         .await

@@ -33,6 +33,10 @@ pub struct ServeConfig {
     /// Database URL (sqlite://... or postgres://...); default: SQLite in the data directory.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Token that admin endpoints (reset) require as `Authorization: Bearer <token>`.
+    /// Without one, admin endpoints answer loopback clients only.
+    #[arg(long, env = "FACEAUTH_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "FACEAUTH_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024)]
     pub max_upload_bytes: usize,

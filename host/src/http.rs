@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::multipart::{Multipart, MultipartRejection};
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -132,7 +132,53 @@ fn with_reason(status: StatusCode, body: Value, reason: &str) -> Response {
     response
 }
 
-pub fn router(app: Arc<FaceAuth>, max_upload_bytes: usize) -> Router {
+/// Who may call admin endpoints.
+#[derive(Clone, Debug)]
+pub enum AdminAccess {
+    /// `Authorization: Bearer <token>` required, from anywhere.
+    Token(String),
+    /// No token configured: loopback clients only.
+    LoopbackOnly,
+}
+
+impl AdminAccess {
+    pub fn from_token(token: Option<String>) -> Self {
+        match token.filter(|t| !t.is_empty()) {
+            Some(t) => AdminAccess::Token(t),
+            None => AdminAccess::LoopbackOnly,
+        }
+    }
+
+    fn allows(&self, headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> bool {
+        match self {
+            AdminAccess::Token(token) => headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes())),
+            // In-process callers (tests driving the router) have no peer address.
+            AdminAccess::LoopbackOnly => peer.is_none_or(|p| p.ip().is_loopback()),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Clone)]
+struct ApiState {
+    app: Arc<FaceAuth>,
+    admin: AdminAccess,
+}
+
+impl axum::extract::FromRef<ApiState> for Arc<FaceAuth> {
+    fn from_ref(state: &ApiState) -> Self {
+        state.app.clone()
+    }
+}
+
+pub fn router(app: Arc<FaceAuth>, max_upload_bytes: usize, admin: AdminAccess) -> Router {
     Router::new()
         .route("/api/enroll", post(enroll))
         .route("/api/authentificate", post(authenticate))
@@ -140,7 +186,7 @@ pub fn router(app: Arc<FaceAuth>, max_upload_bytes: usize) -> Router {
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .layer(DefaultBodyLimit::max(max_upload_bytes))
         .layer(middleware::from_fn(log_request))
-        .with_state(app)
+        .with_state(ApiState { app, admin })
 }
 
 async fn log_request(request: Request, next: Next) -> Response {
@@ -235,8 +281,23 @@ async fn authenticate(
     }
 }
 
-async fn reset(State(app): State<Arc<FaceAuth>>) -> Response {
-    match app.reset().await {
+async fn reset(
+    State(state): State<ApiState>,
+    peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
+    if !state.admin.allows(&headers, peer.map(|p| p.0.0)) {
+        let (status, why) = match state.admin {
+            AdminAccess::Token(_) => (StatusCode::UNAUTHORIZED, "a valid admin token is required"),
+            AdminAccess::LoopbackOnly => (StatusCode::FORBIDDEN, "admin endpoints answer loopback clients only"),
+        };
+        return with_reason(
+            status,
+            json!({"code": status.as_u16(), "msg": format!("ERROR_DETECTED : {why}")}),
+            "ADMIN_REFUSED",
+        );
+    }
+    match state.app.reset().await {
         Ok(removed) => {
             tracing::info!(removed, "all users removed");
             with_reason(StatusCode::OK, json!({"code": 200, "msg": "DONE"}), "DONE")

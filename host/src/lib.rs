@@ -66,14 +66,23 @@ pub async fn build(config: &ServeConfig) -> Result<Arc<FaceAuth>, StartError> {
 pub async fn run(
     listener: TcpListener,
     app: Arc<FaceAuth>,
-    max_upload_bytes: usize,
+    config: &ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let admin = http::AdminAccess::from_token(config.admin_token.clone());
+    match admin {
+        http::AdminAccess::Token(_) => tracing::info!("admin endpoints (reset) require the admin token"),
+        http::AdminAccess::LoopbackOnly => {
+            tracing::info!("no admin token configured: admin endpoints (reset) answer loopback clients only")
+        }
+    }
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("listening on http://{addr}");
     }
-    let router = http::router(app.clone(), max_upload_bytes);
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    let router = http::router(app.clone(), config.max_upload_bytes, admin);
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
     app.store.close().await;
     Ok(())
 }

@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
-            faceauth::run(listener, app, config.max_upload_bytes, shutdown_signal()).await?;
+            faceauth::run(listener, app, &config, shutdown_signal()).await?;
             Ok(())
         }),
         Command::Inspect(args) => runtime.block_on(inspect(args)),
