@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-time (idempotent) setup on a Debian/Ubuntu machine with a Rust toolchain:
-# the wasm32-wasip2 target, ONNX Runtime from the PyPI wheel, the policy
+# the wasm32-wasip2 target, ffmpeg, ONNX Runtime from the PyPI wheel, the policy
 # components and the release server. Everything comes from crates.io, PyPI and
 # Debian's packages.
 set -euo pipefail
@@ -21,6 +21,12 @@ if ! python3 -m pip --version >/dev/null 2>&1; then
   say "Installing python3-pip (Debian package), needed to fetch the ONNX Runtime wheel"
   as_root apt-get update -qq
   as_root apt-get install -y -qq python3-pip >/dev/null
+fi
+
+if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
+  say "Installing ffmpeg (Debian package), the selfie-video decoder"
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq ffmpeg >/dev/null
 fi
 
 if ! ls "$RUNTIME_DIR"/libonnxruntime.so.* >/dev/null 2>&1; then

@@ -273,6 +273,82 @@ async fn reset_requires_the_admin_token_when_one_is_configured() {
     assert_eq!(server.authenticate("carol", "selfie_person_a.jpg").await, (404, auth_rejected("UNKNOWN_USER")));
 }
 
+/// Selfie videos (fixtures from tests/fixtures/make_videos.sh), hostile streams and
+/// a hanging or crashing decoder; the private temporary directory must stay empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn authenticates_from_video_and_contains_bad_streams() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp_path = tmp.path().to_str().expect("utf-8 path").to_string();
+    let server = start_server_with(&[("TMPDIR", &tmp_path)]).await;
+    // ONNX Runtime leaves a session-id file there at start-up; requests must add nothing.
+    let at_start = listing(tmp.path());
+    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, ENROLLED()));
+    assert_eq!(server.enroll("bob", "id_card_person_b.jpg").await, (200, ENROLLED()));
+
+    let score = assert_approved(&server.authenticate("alice", "video_person_a.mp4").await);
+    assert!(score >= 0.45, "{score}");
+    assert_approved(&server.authenticate("bob", "video_person_b.webm").await);
+    assert_eq!(server.authenticate("alice", "video_person_b.webm").await, (200, auth_rejected("FACE_MISMATCH")));
+    assert_eq!(server.authenticate("bob", "video_person_a.mp4").await, (200, auth_rejected("FACE_MISMATCH")));
+    // Person B appears in the second half only: caught.
+    assert_eq!(server.authenticate("alice", "video_person_a_then_b.mp4").await, (200, auth_rejected("FACE_MISMATCH")));
+    assert_eq!(server.authenticate("alice", "video_no_face.mp4").await, (200, auth_rejected("NO_FACE_DETECTED")));
+    // A JPEG named like a video is judged by its bytes: a still image.
+    assert_approved(&server.authenticate("alice", "selfie_person_a.jpg").await);
+
+    let video = common::fixture("video_person_a.mp4");
+    let q = Some("username=alice");
+    let truncated = video[..video.len() * 2 / 5].to_vec();
+    assert_eq!(
+        server.post("/api/authentificate", q, "auth_video", Some(truncated)).await,
+        (422, auth_rejected("INVALID_VIDEO"))
+    );
+    let mut corrupt = video[..64].to_vec();
+    corrupt.extend((0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    assert_eq!(
+        server.post("/api/authentificate", q, "auth_video", Some(corrupt)).await,
+        (422, auth_rejected("INVALID_VIDEO"))
+    );
+    assert_eq!(server.authenticate("alice", "video_huge_frames.mp4").await, (413, auth_rejected("VIDEO_TOO_LARGE")));
+    assert_eq!(server.authenticate("alice", "video_one_hour.mp4").await, (413, auth_rejected("VIDEO_TOO_LONG")));
+    // ID documents are photos or scans, not videos.
+    assert_eq!(server.enroll("carol", "video_person_a.mp4").await, (415, enroll_rejected("UNSUPPORTED_MEDIA_TYPE")));
+    assert_eq!(listing(tmp.path()), at_start, "temporary files left behind");
+    drop(server);
+
+    // A decoder that hangs is killed at its time limit; one that crashes is an invalid video.
+    let scripts = tempfile::tempdir().expect("tempdir");
+    let hang = scripts.path().join("hang.sh");
+    let crash = scripts.path().join("crash.sh");
+    std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").expect("script");
+    std::fs::write(&crash, "#!/bin/sh\nkill -SEGV $$\n").expect("script");
+    for script in [&hang, &crash] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    for (probe, reason, status) in [(&hang, "VIDEO_DECODE_TIMEOUT", 422), (&crash, "INVALID_VIDEO", 422)] {
+        let server = start_server_with(&[
+            ("TMPDIR", &tmp_path),
+            ("FACEAUTH_FFPROBE", probe.to_str().expect("path")),
+            ("FACEAUTH_VIDEO_DECODER_TIMEOUT", "2"),
+        ])
+        .await;
+        let at_start = listing(tmp.path());
+        assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, ENROLLED()));
+        assert_eq!(server.authenticate("alice", "video_person_a.mp4").await, (status, auth_rejected(reason)));
+        // Still serving.
+        assert_approved(&server.authenticate("alice", "selfie_person_a.jpg").await);
+        assert_eq!(listing(tmp.path()), at_start, "temporary files left behind");
+    }
+}
+
+fn listing(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> =
+        std::fs::read_dir(dir).expect("read dir").filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
+    files
+}
+
 /// A valid PNG signature and header declaring a `width`x`height` image, and no pixels.
 fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     let mut ihdr = b"IHDR".to_vec();

@@ -79,6 +79,21 @@ pub struct EngineConfig {
     /// Linear memory allowed per policy instance, in MiB.
     #[arg(long, env = "FACEAUTH_POLICY_MEMORY_MIB", default_value_t = 32)]
     pub policy_memory_mib: usize,
+    /// Frames sampled from a selfie video, spread over the clip.
+    #[arg(long, env = "FACEAUTH_VIDEO_MAX_FRAMES", default_value_t = 8)]
+    pub video_max_frames: u32,
+    /// Longest accepted selfie video, in seconds.
+    #[arg(long, env = "FACEAUTH_VIDEO_MAX_SECONDS", default_value_t = 30)]
+    pub video_max_seconds: u64,
+    /// Wall-clock limit of the video decoder, in seconds.
+    #[arg(long, env = "FACEAUTH_VIDEO_DECODER_TIMEOUT", default_value_t = 20)]
+    pub video_decoder_timeout: u64,
+    /// FFmpeg executable (Debian package `ffmpeg`; `scripts/setup.sh` installs it).
+    #[arg(long, env = "FACEAUTH_FFMPEG", default_value = "ffmpeg")]
+    pub ffmpeg: PathBuf,
+    /// FFprobe executable.
+    #[arg(long, env = "FACEAUTH_FFPROBE", default_value = "ffprobe")]
+    pub ffprobe: PathBuf,
 }
 
 impl EngineConfig {
@@ -105,6 +120,17 @@ impl EngineConfig {
             .collect();
         libs.sort();
         libs.into_iter().next()
+    }
+
+    pub fn video_limits(&self) -> crate::media::video::VideoLimits {
+        crate::media::video::VideoLimits {
+            max_frames: self.video_max_frames.clamp(1, 64),
+            max_duration: std::time::Duration::from_secs(self.video_max_seconds.max(1)),
+            decoder_timeout: std::time::Duration::from_secs(self.video_decoder_timeout.max(1)),
+            ffmpeg: self.ffmpeg.clone(),
+            ffprobe: self.ffprobe.clone(),
+            ..Default::default()
+        }
     }
 
     pub fn models_dir(&self) -> PathBuf {

@@ -62,6 +62,11 @@ impl ApiError {
                 }
                 UseCaseError::Media(MediaError::Corrupt(_)) => ("INVALID_IMAGE", S::UNPROCESSABLE_ENTITY),
                 UseCaseError::Media(MediaError::TooLarge(_)) => ("IMAGE_TOO_LARGE", S::PAYLOAD_TOO_LARGE),
+                UseCaseError::Media(MediaError::VideoTooLong(_)) => ("VIDEO_TOO_LONG", S::PAYLOAD_TOO_LARGE),
+                UseCaseError::Media(MediaError::VideoTooLarge(_)) => ("VIDEO_TOO_LARGE", S::PAYLOAD_TOO_LARGE),
+                UseCaseError::Media(MediaError::InvalidVideo(_)) => ("INVALID_VIDEO", S::UNPROCESSABLE_ENTITY),
+                UseCaseError::Media(MediaError::DecoderTimeout(_)) => ("VIDEO_DECODE_TIMEOUT", S::UNPROCESSABLE_ENTITY),
+                UseCaseError::Media(MediaError::DecoderUnavailable(_)) => ("VIDEO_UNSUPPORTED", S::SERVICE_UNAVAILABLE),
                 UseCaseError::UnknownUser => ("UNKNOWN_USER", S::NOT_FOUND),
                 UseCaseError::DuplicateUsername => ("USERNAME_ALREADY_EXISTS", S::CONFLICT),
                 UseCaseError::OutdatedTemplate(_) => ("TEMPLATE_OUTDATED", S::CONFLICT),

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::EngineConfig;
+use crate::media::video::{self, VideoLimits};
 use crate::media::{self, DecodeLimits, MediaError};
 use crate::policy::{
     AuthenticateEvidence, Decision, EnrollEvidence, Frame, ImageSize, LoadedPolicy, MediaKind, PolicyError,
@@ -90,6 +91,7 @@ pub struct FaceEngine {
     models: ModelFiles,
     onnxruntime_lib: PathBuf,
     decode_limits: DecodeLimits,
+    video_limits: VideoLimits,
     // Sessions borrow the environment's settings; keep it alive as long as they are.
     _ort: ort::environment::Environment,
 }
@@ -116,6 +118,7 @@ impl FaceEngine {
             models,
             onnxruntime_lib: lib,
             decode_limits: DecodeLimits::default(),
+            video_limits: config.video_limits(),
             _ort: env,
         })
     }
@@ -132,8 +135,32 @@ impl FaceEngine {
         &self.onnxruntime_lib
     }
 
-    /// Decodes an upload and analyses every face in it.
+    /// Analyses a still image or, for a video, a bounded sample of its frames.
+    pub async fn analyze_media(&self, bytes: Vec<u8>) -> Result<AnalyzedMedia, UseCaseError> {
+        if !video::is_video(&bytes) {
+            let (image, faces) = self.analyze_upload(bytes).await?;
+            return Ok(AnalyzedMedia { kind: MediaKind::Image, image, frames: vec![(0, faces)] });
+        }
+        let sampled = video::sample_frames(&bytes, &self.video_limits).await?;
+        drop(bytes);
+        let image = sampled
+            .first()
+            .map(|f| ImageSize { width: f.pixels.width(), height: f.pixels.height() })
+            .unwrap_or(ImageSize { width: 0, height: 0 });
+        let mut frames = Vec::with_capacity(sampled.len());
+        for frame in sampled {
+            let faces = self.vision.analyze(Arc::new(frame.pixels)).await?;
+            frames.push((frame.timestamp_ms, faces));
+        }
+        Ok(AnalyzedMedia { kind: MediaKind::Video, image, frames })
+    }
+
+    /// Decodes a still image and analyses every face in it.
     pub async fn analyze_upload(&self, bytes: Vec<u8>) -> Result<(ImageSize, Vec<AnalyzedFace>), UseCaseError> {
+        if video::is_video(&bytes) {
+            // An ID document is a photo or a scan.
+            return Err(MediaError::UnsupportedFormat.into());
+        }
         let limits = self.decode_limits;
         let decoded = tokio::task::spawn_blocking(move || media::decode_image(&bytes, limits))
             .await
@@ -142,6 +169,14 @@ impl FaceEngine {
         let faces = self.vision.analyze(Arc::new(decoded.pixels)).await?;
         Ok((size, faces))
     }
+}
+
+/// Faces found in an upload: one frame for a still image, sampled frames for a video.
+pub struct AnalyzedMedia {
+    pub kind: MediaKind,
+    pub image: ImageSize,
+    /// (timestamp in ms, faces largest first)
+    pub frames: Vec<(u32, Vec<AnalyzedFace>)>,
 }
 
 /// The service: engine plus store.
@@ -188,12 +223,16 @@ impl FaceAuth {
         if user.model_version != self.engine.models.embedding_model_version {
             return Err(UseCaseError::OutdatedTemplate(user.model_version));
         }
-        let (image, analyzed) = self.engine.analyze_upload(upload).await?;
-        let evidence = AuthenticateEvidence {
-            media: MediaKind::Image,
-            image,
-            frames: vec![Frame { timestamp_ms: 0, faces: face_evidence(&analyzed, image, Some(&user.embedding)) }],
-        };
+        let media = self.engine.analyze_media(upload).await?;
+        let frames = media
+            .frames
+            .iter()
+            .map(|(timestamp_ms, faces)| Frame {
+                timestamp_ms: *timestamp_ms,
+                faces: face_evidence(faces, media.image, Some(&user.embedding)),
+            })
+            .collect();
+        let evidence = AuthenticateEvidence { media: media.kind, image: media.image, frames };
         Ok(self.engine.policy.decide_authenticate(evidence).await?)
     }
 

@@ -24,6 +24,7 @@ pub fn onnx_environment(library: &std::path::Path) -> Result<ort::environment::E
     let env = ort::init_from(library)
         .map_err(|e| err(e.to_string()))?
         .with_name("faceauth")
+        .with_telemetry(false)
         .build()
         .map_err(|e| err(e.to_string()))?;
     *slot = Some(env.clone());

@@ -1,5 +1,8 @@
 //! Decoding uploads into pixels: format sniffed from the bytes (never the file
-//! name), decompression bombs refused by `image::Limits`, EXIF orientation applied.
+//! name), decompression bombs refused by `image::Limits`, EXIF orientation applied;
+//! videos are sampled into frames by FFmpeg (`video`).
+
+pub mod video;
 
 use std::io::Cursor;
 
@@ -28,6 +31,16 @@ pub enum MediaError {
     Corrupt(String),
     #[error("the image is too large to process: {0}")]
     TooLarge(String),
+    #[error("the video is too long: {0}")]
+    VideoTooLong(String),
+    #[error("the video's frames are too large: {0}")]
+    VideoTooLarge(String),
+    #[error("the video could not be decoded: {0}")]
+    InvalidVideo(String),
+    #[error("the video decoder did not finish within {0} s")]
+    DecoderTimeout(u64),
+    #[error("the video decoder is unavailable: {0}")]
+    DecoderUnavailable(String),
 }
 
 /// A decoded, upright RGB picture.

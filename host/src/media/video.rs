@@ -1,0 +1,294 @@
+//! Selfie videos: FFmpeg, run as a separate process with a hard time limit, an
+//! address-space limit and only the `file` protocol (no network), reads the upload
+//! from a private temporary file that is removed whatever happens, and hands back
+//! a bounded number of frames spread over the clip as PNGs on a pipe.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use image::{ImageFormat, RgbImage};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use super::{DecodeLimits, MediaError};
+
+/// Bounds on the work a clip may cause, whatever its length, resolution or frame rate.
+#[derive(Debug, Clone)]
+pub struct VideoLimits {
+    /// Frames sampled from a clip, spread over its duration.
+    pub max_frames: u32,
+    /// Longest accepted clip.
+    pub max_duration: Duration,
+    /// Largest accepted frame side, in pixels (as declared by the container).
+    pub max_side: u32,
+    /// Wall-clock limit of each decoder process.
+    pub decoder_timeout: Duration,
+    /// Address-space limit of each decoder process.
+    pub decoder_memory_bytes: u64,
+    /// Where the private temporary copy of an upload lives.
+    pub temp_dir: PathBuf,
+    /// The `ffmpeg` and `ffprobe` executables.
+    pub ffmpeg: PathBuf,
+    pub ffprobe: PathBuf,
+}
+
+impl Default for VideoLimits {
+    fn default() -> Self {
+        Self {
+            max_frames: 8,
+            max_duration: Duration::from_secs(30),
+            max_side: 4096,
+            decoder_timeout: Duration::from_secs(20),
+            decoder_memory_bytes: 2 << 30,
+            temp_dir: std::env::temp_dir(),
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+        }
+    }
+}
+
+/// One sampled frame.
+#[derive(Debug)]
+pub struct VideoFrame {
+    pub timestamp_ms: u32,
+    pub pixels: RgbImage,
+}
+
+/// What the container declares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Probe {
+    duration: Option<f64>,
+    width: u32,
+    height: u32,
+}
+
+/// Samples up to `limits.max_frames` frames spread over the clip (upright: FFmpeg
+/// applies the rotation metadata of phone videos), dropping black frames.
+pub async fn sample_frames(bytes: &[u8], limits: &VideoLimits) -> Result<Vec<VideoFrame>, MediaError> {
+    // Dropped (and the file removed) on every path out of this function.
+    let mut upload = tempfile::Builder::new()
+        .prefix("faceauth-upload-")
+        .tempfile_in(&limits.temp_dir)
+        .map_err(|e| MediaError::DecoderUnavailable(format!("temporary file: {e}")))?;
+    upload.write_all(bytes).and_then(|_| upload.flush()).map_err(|e| MediaError::DecoderUnavailable(e.to_string()))?;
+    let path = upload.path().to_path_buf();
+
+    let probe = probe(&path, limits).await?;
+    if probe.width == 0 || probe.height == 0 {
+        return Err(MediaError::InvalidVideo("no decodable video stream".into()));
+    }
+    if probe.width > limits.max_side || probe.height > limits.max_side {
+        return Err(MediaError::VideoTooLarge(format!("{}x{} frames", probe.width, probe.height)));
+    }
+    let max_secs = limits.max_duration.as_secs_f64();
+    if let Some(d) = probe.duration
+        && d > max_secs
+    {
+        return Err(MediaError::VideoTooLong(format!("{d:.1} s, limit {max_secs:.0} s")));
+    }
+    // Known duration: frames evenly over it. Unknown (browser WebM): 2 per second,
+    // and the decoder never reads past the duration limit.
+    let fps = match probe.duration {
+        Some(d) if d > 0.0 => (limits.max_frames as f64 / d).clamp(0.05, 30.0),
+        _ => 2.0,
+    };
+    let filter = format!("fps={fps:.6},scale='min(1280,iw)':'min(1280,ih)':force_original_aspect_ratio=decrease");
+    let args: Vec<String> = vec![
+        "-nostdin".into(),
+        "-v".into(),
+        "error".into(),
+        // A damaged stream (an interrupted upload) is refused, not half-read.
+        "-xerror".into(),
+        "-protocol_whitelist".into(),
+        "file".into(),
+        "-t".into(),
+        format!("{max_secs}"),
+        "-i".into(),
+        path.display().to_string(),
+        "-an".into(),
+        "-sn".into(),
+        "-dn".into(),
+        "-vf".into(),
+        filter,
+        "-frames:v".into(),
+        limits.max_frames.to_string(),
+        "-f".into(),
+        "image2pipe".into(),
+        "-c:v".into(),
+        "png".into(),
+        "pipe:1".into(),
+    ];
+    // Enough for max_frames PNGs of 1280x1280.
+    let cap = limits.max_frames as usize * 1280 * 1280 * 4 + 1024;
+    let output = run_limited(&limits.ffmpeg, &args, limits, cap).await?;
+    let decode_limits = DecodeLimits { max_side: 1280, max_alloc: 64 << 20 };
+    let mut frames = Vec::new();
+    for (k, png) in split_png_stream(&output).into_iter().enumerate() {
+        let pixels = super::decode_image(png, decode_limits)
+            .map_err(|e| MediaError::InvalidVideo(format!("decoder output: {e}")))?
+            .pixels;
+        if is_black(&pixels) {
+            continue;
+        }
+        frames.push(VideoFrame { timestamp_ms: ((k as f64 / fps) * 1000.0) as u32, pixels });
+    }
+    drop(upload);
+    if frames.is_empty() {
+        return Err(MediaError::InvalidVideo("no frame could be decoded".into()));
+    }
+    Ok(frames)
+}
+
+async fn probe(path: &std::path::Path, limits: &VideoLimits) -> Result<Probe, MediaError> {
+    let args: Vec<String> = [
+        "-v",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "format=duration:stream=width,height",
+        "-of",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([path.display().to_string()])
+    .collect();
+    let out = run_limited(&limits.ffprobe, &args, limits, 1 << 20).await?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&out).map_err(|e| MediaError::InvalidVideo(format!("unreadable probe: {e}")))?;
+    let stream = &json["streams"][0];
+    let dim = |k: &str| stream[k].as_u64().unwrap_or(0).min(u32::MAX as u64) as u32;
+    let duration = json["format"]["duration"].as_str().and_then(|s| s.parse::<f64>().ok()).filter(|d| d.is_finite());
+    Ok(Probe { duration, width: dim("width"), height: dim("height") })
+}
+
+/// Runs a decoder under `ulimit -v` with a wall-clock limit, reading at most `cap`
+/// bytes of its output; the process is killed if it overruns either.
+async fn run_limited(
+    program: &std::path::Path,
+    args: &[String],
+    limits: &VideoLimits,
+    cap: usize,
+) -> Result<Vec<u8>, MediaError> {
+    let kib = (limits.decoder_memory_bytes / 1024).max(1);
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("ulimit -v {kib} && exec \"$0\" \"$@\""))
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| MediaError::DecoderUnavailable(format!("{}: {e}", program.display())))?;
+    let mut stdout = child.stdout.take().ok_or_else(|| MediaError::DecoderUnavailable("no stdout".into()))?;
+    let mut stderr = child.stderr.take().ok_or_else(|| MediaError::DecoderUnavailable("no stderr".into()))?;
+    let work = async {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let mut limited_out = (&mut stdout).take(cap as u64 + 1);
+        let mut limited_err = (&mut stderr).take(64 * 1024);
+        let (read_out, _) = tokio::join!(limited_out.read_to_end(&mut out), limited_err.read_to_end(&mut err));
+        read_out.map_err(|e| MediaError::InvalidVideo(e.to_string()))?;
+        if out.len() > cap {
+            return Err(MediaError::VideoTooLarge("decoder output over its limit".into()));
+        }
+        let status = child.wait().await.map_err(|e| MediaError::DecoderUnavailable(e.to_string()))?;
+        if !status.success() {
+            let message = String::from_utf8_lossy(&err);
+            let first = message.lines().next().unwrap_or("decoder failed").to_string();
+            if status.code() == Some(127) {
+                return Err(MediaError::DecoderUnavailable(first));
+            }
+            return Err(MediaError::InvalidVideo(first));
+        }
+        Ok(out)
+    };
+    match tokio::time::timeout(limits.decoder_timeout, work).await {
+        Ok(result) => result,
+        // The child is killed when dropped.
+        Err(_) => Err(MediaError::DecoderTimeout(limits.decoder_timeout.as_secs())),
+    }
+}
+
+/// Splits FFmpeg's image2pipe PNG output into the individual files (each ends with IEND).
+fn split_png_stream(bytes: &[u8]) -> Vec<&[u8]> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    let mut frames = Vec::new();
+    let mut start = 0;
+    while bytes.len() >= start + SIGNATURE.len() && &bytes[start..start + SIGNATURE.len()] == SIGNATURE {
+        let mut pos = start + SIGNATURE.len();
+        let mut end = None;
+        while pos + 12 <= bytes.len() {
+            let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]) as usize;
+            let kind = &bytes[pos + 4..pos + 8];
+            let next = pos.saturating_add(12).saturating_add(len);
+            if next > bytes.len() {
+                break;
+            }
+            pos = next;
+            if kind == b"IEND" {
+                end = Some(pos);
+                break;
+            }
+        }
+        match end {
+            Some(e) => {
+                frames.push(&bytes[start..e]);
+                start = e;
+            }
+            None => break,
+        }
+    }
+    frames
+}
+
+/// Mean luma under 16: a black (or lens-covered) frame carries no face.
+fn is_black(image: &RgbImage) -> bool {
+    let n = (image.width() as u64 * image.height() as u64).max(1);
+    let sum: u64 = image.pixels().map(|p| crate::vision::geometry::luma(p) as u64).sum();
+    sum / n < 16
+}
+
+/// Video containers phones and browsers produce, recognised from the bytes.
+pub fn is_video(bytes: &[u8]) -> bool {
+    let iso_box = bytes.get(4..8).is_some_and(|b| matches!(b, b"ftyp" | b"moov" | b"mdat" | b"wide" | b"free"));
+    let matroska = bytes.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]);
+    (iso_box || matroska) && image::guess_format(bytes).map_or(true, |f| f == ImageFormat::Avif)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_containers_by_their_bytes() {
+        assert!(is_video(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00"));
+        assert!(is_video(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00"));
+        assert!(is_video(&[0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x86, 0x81]));
+        assert!(!is_video(b"\xFF\xD8\xFF\xE0\x00\x10JFIF"));
+        assert!(!is_video(b"hello"));
+    }
+
+    #[test]
+    fn splits_concatenated_pngs() {
+        let img = RgbImage::from_pixel(3, 2, image::Rgb([200, 10, 10]));
+        let mut one = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut one, ImageFormat::Png).expect("png");
+        let one = one.into_inner();
+        let mut stream = one.clone();
+        stream.extend_from_slice(&one);
+        stream.extend_from_slice(&one[..10]); // a truncated third
+        let parts = split_png_stream(&stream);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], &one[..]);
+    }
+}
