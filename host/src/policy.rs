@@ -25,7 +25,8 @@ mod bindings {
 }
 
 pub use bindings::faceauth::policy::types::{
-    AuthenticateEvidence, Decision, EnrollEvidence, Face, FaceBox, Frame, HeadPose, ImageSize, MediaKind, PolicyInfo,
+    AuthenticateEvidence, Decision, EnrollEvidence, Face, FaceBox, Frame, FrameSummary, HeadPose, ImageSize, MediaKind,
+    PolicyInfo,
 };
 use bindings::{Policy, PolicyPre};
 
@@ -207,10 +208,10 @@ impl LoadedPolicy {
             return Err("it approves an enrollment with no face".into());
         }
         let auth = self
-            .decide_authenticate_blocking(&AuthenticateEvidence {
-                media: MediaKind::Image,
-                image,
-                frames: vec![Frame { timestamp_ms: 0, faces: Vec::new() }],
+            .decide_authenticate_blocking(&{
+                let frames = vec![Frame { timestamp_ms: 0, faces: Vec::new() }];
+                let summary = crate::usecase::summarize_frames(&frames);
+                AuthenticateEvidence { media: MediaKind::Image, image, frames, summary }
             })
             .map_err(|e| e.to_string())?;
         if auth.approved {

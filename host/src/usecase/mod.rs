@@ -16,7 +16,7 @@ use crate::policy::{
 use crate::store::{StoreError, UserStore};
 use crate::vision::{AnalyzedFace, FaceAnalyzer, ModelFiles, VisionError, VisionPool};
 
-pub use evidence::faces as face_evidence;
+pub use evidence::{faces as face_evidence, summarize as summarize_frames};
 
 /// Longest accepted username, in bytes.
 pub const MAX_USERNAME_BYTES: usize = 128;
@@ -224,7 +224,7 @@ impl FaceAuth {
             return Err(UseCaseError::OutdatedTemplate(user.model_version));
         }
         let media = self.engine.analyze_media(upload).await?;
-        let frames = media
+        let frames: Vec<Frame> = media
             .frames
             .iter()
             .map(|(timestamp_ms, faces)| Frame {
@@ -232,7 +232,8 @@ impl FaceAuth {
                 faces: face_evidence(faces, media.image, Some(&user.embedding)),
             })
             .collect();
-        let evidence = AuthenticateEvidence { media: media.kind, image: media.image, frames };
+        let summary = summarize_frames(&frames);
+        let evidence = AuthenticateEvidence { media: media.kind, image: media.image, frames, summary };
         Ok(self.engine.policy.decide_authenticate(evidence).await?)
     }
 

@@ -54,8 +54,11 @@ impl Guest for DefaultPolicy {
     }
 
     fn decide_authenticate(evidence: AuthenticateEvidence) -> Decision {
-        // Every analysed frame must show exactly one dominant face that matches.
-        let mut worst: Option<f32> = None;
+        // Every analysed frame (one for a still image) must show one dominant face, of
+        // usable quality, that matches: a different person in any frame is a mismatch.
+        if evidence.frames.is_empty() || evidence.summary.frames_with_face < evidence.summary.frames {
+            return Decision::reject(reasons::NO_FACE_DETECTED);
+        }
         for frame in &evidence.frames {
             let Some((primary, others)) = split_primary(&frame.faces) else {
                 return Decision::reject(reasons::NO_FACE_DETECTED);
@@ -66,14 +69,13 @@ impl Guest for DefaultPolicy {
             if let Some(reason) = QUALITY.check(primary) {
                 return Decision::reject(reason);
             }
-            worst = Some(worst.map_or(primary.similarity, |w: f32| w.min(primary.similarity)));
         }
-        match worst {
-            None => Decision::reject(reasons::NO_FACE_DETECTED),
+        match evidence.summary.worst_similarity {
             Some(score) if score >= MATCH_THRESHOLD => {
                 Decision::approve(reasons::AUTHENTIFICATION_SUCCESS, Some(score))
             }
             Some(_) => Decision::reject(reasons::FACE_MISMATCH),
+            None => Decision::reject(reasons::NO_FACE_DETECTED),
         }
     }
 }
@@ -83,7 +85,7 @@ faceauth_policy_sdk::export_policy!(DefaultPolicy);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faceauth_policy_sdk::testing::{authenticate_image, enroll, face};
+    use faceauth_policy_sdk::testing::{authenticate_image, authenticate_video, enroll, face};
 
     fn reason(d: &Decision) -> &str {
         &d.reason
@@ -127,6 +129,17 @@ mod tests {
         let d = DefaultPolicy::decide_authenticate(authenticate_image(vec![face(200.0, 0.7), face(40.0, 0.0)]));
         assert!(d.approved);
         let d = DefaultPolicy::decide_authenticate(authenticate_image(vec![]));
+        assert_eq!(reason(&d), reasons::NO_FACE_DETECTED);
+    }
+
+    #[test]
+    fn a_video_must_show_the_same_person_in_every_frame() {
+        let good = || vec![face(200.0, 0.7)];
+        let d = DefaultPolicy::decide_authenticate(authenticate_video(vec![good(), good(), good()]));
+        assert!(d.approved, "{d:?}");
+        let d = DefaultPolicy::decide_authenticate(authenticate_video(vec![good(), vec![face(200.0, 0.1)], good()]));
+        assert_eq!(reason(&d), reasons::FACE_MISMATCH);
+        let d = DefaultPolicy::decide_authenticate(authenticate_video(vec![good(), vec![], good()]));
         assert_eq!(reason(&d), reasons::NO_FACE_DETECTED);
     }
 }

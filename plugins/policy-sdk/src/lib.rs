@@ -4,6 +4,7 @@
 //! `cargo test`, and becomes a component with `cargo build --target wasm32-wasip2`.
 
 /// Generated from `wit/policy.wit`.
+#[allow(clippy::too_many_arguments)] // the canonical ABI flattens records into arguments
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -15,7 +16,8 @@ pub mod bindings {
 }
 
 pub use bindings::faceauth::policy::types::{
-    AuthenticateEvidence, Decision, EnrollEvidence, Face, FaceBox, Frame, HeadPose, ImageSize, MediaKind, PolicyInfo,
+    AuthenticateEvidence, Decision, EnrollEvidence, Face, FaceBox, Frame, FrameSummary, HeadPose, ImageSize, MediaKind,
+    PolicyInfo,
 };
 pub use bindings::{Guest, export_policy};
 
@@ -45,6 +47,15 @@ impl Decision {
 /// The primary face (the host sorts faces largest first) and the others.
 pub fn split_primary(faces: &[Face]) -> Option<(&Face, &[Face])> {
     faces.split_first()
+}
+
+/// Share of the frames whose primary face reaches `threshold` (0 without frames).
+pub fn share_matching(frames: &[Frame], threshold: f32) -> f32 {
+    if frames.is_empty() {
+        return 0.0;
+    }
+    let matching = frames.iter().filter(|f| f.faces.first().is_some_and(|p| p.similarity >= threshold)).count();
+    matching as f32 / frames.len() as f32
 }
 
 /// Quality gates shared by enrollment and authentication: the reason to reject the
@@ -106,10 +117,34 @@ pub mod testing {
     }
 
     pub fn authenticate_image(faces: Vec<Face>) -> AuthenticateEvidence {
-        AuthenticateEvidence {
-            media: MediaKind::Image,
-            image: ImageSize { width: 1000, height: 700 },
-            frames: vec![Frame { timestamp_ms: 0, faces: self::faces(faces) }],
-        }
+        authenticate(MediaKind::Image, vec![faces])
+    }
+
+    /// A video: one list of faces per sampled frame, 250 ms apart.
+    pub fn authenticate_video(frames: Vec<Vec<Face>>) -> AuthenticateEvidence {
+        authenticate(MediaKind::Video, frames)
+    }
+
+    fn authenticate(media: MediaKind, frames: Vec<Vec<Face>>) -> AuthenticateEvidence {
+        let frames: Vec<Frame> = frames
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| Frame { timestamp_ms: i as u32 * 250, faces: self::faces(f) })
+            .collect();
+        // As the host computes it (host/src/usecase/evidence.rs), in short.
+        let mut sims: Vec<f32> = frames.iter().filter_map(|f| f.faces.first().map(|p| p.similarity)).collect();
+        sims.sort_by(f32::total_cmp);
+        let summary = FrameSummary {
+            frames: frames.len() as u32,
+            frames_with_face: sims.len() as u32,
+            frames_with_single_face: frames
+                .iter()
+                .filter(|f| !f.faces.is_empty() && f.faces.iter().skip(1).all(|o| o.relative_size < 0.5))
+                .count() as u32,
+            best_similarity: sims.last().copied(),
+            median_similarity: sims.get(sims.len() / 2).copied(),
+            worst_similarity: sims.first().copied(),
+        };
+        AuthenticateEvidence { media, image: ImageSize { width: 1000, height: 700 }, frames, summary }
     }
 }
