@@ -257,16 +257,7 @@ async fn enroll(
     params: Params,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    let endpoint = Endpoint::Enroll;
-    let result = async {
-        let (username, file) = read_request(endpoint, params, multipart).await?;
-        Ok::<_, ApiError>(app.enroll(&username, file).await?)
-    }
-    .await;
-    match result {
-        Ok(decision) => endpoint.decided(&decision),
-        Err(e) => endpoint.failed(&e),
-    }
+    decide(Endpoint::Enroll, app, params, multipart).await
 }
 
 async fn authenticate(
@@ -274,10 +265,22 @@ async fn authenticate(
     params: Params,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    let endpoint = Endpoint::Authenticate;
+    decide(Endpoint::Authenticate, app, params, multipart).await
+}
+
+/// Reads the request, runs the endpoint's use case and answers in its shape.
+async fn decide(
+    endpoint: Endpoint,
+    app: Arc<FaceAuth>,
+    params: Params,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
     let result = async {
         let (username, file) = read_request(endpoint, params, multipart).await?;
-        Ok::<_, ApiError>(app.authenticate(&username, file).await?)
+        Ok::<_, ApiError>(match endpoint {
+            Endpoint::Enroll => app.enroll(&username, file).await?,
+            Endpoint::Authenticate => app.authenticate(&username, file).await?,
+        })
     }
     .await;
     match result {
