@@ -66,13 +66,19 @@ struct Probe {
 
 /// Samples up to `limits.max_frames` frames spread over the clip (upright: FFmpeg
 /// applies the rotation metadata of phone videos), dropping black frames.
-pub async fn sample_frames(bytes: &[u8], limits: &VideoLimits) -> Result<Vec<VideoFrame>, MediaError> {
-    // Dropped (and the file removed) on every path out of this function.
-    let mut upload = tempfile::Builder::new()
-        .prefix("faceauth-upload-")
-        .tempfile_in(&limits.temp_dir)
-        .map_err(|e| MediaError::DecoderUnavailable(format!("temporary file: {e}")))?;
-    upload.write_all(bytes).and_then(|_| upload.flush()).map_err(|e| MediaError::DecoderUnavailable(e.to_string()))?;
+pub async fn sample_frames(bytes: Vec<u8>, limits: &VideoLimits) -> Result<Vec<VideoFrame>, MediaError> {
+    // Written off the async threads; dropped (and the file removed) on every path
+    // out of this function.
+    let temp_dir = limits.temp_dir.clone();
+    let upload = tokio::task::spawn_blocking(move || -> std::io::Result<tempfile::NamedTempFile> {
+        let mut file = tempfile::Builder::new().prefix("faceauth-upload-").tempfile_in(temp_dir)?;
+        file.write_all(&bytes)?;
+        file.flush()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| MediaError::DecoderUnavailable(format!("temporary file: {e}")))?
+    .map_err(|e| MediaError::DecoderUnavailable(format!("temporary file: {e}")))?;
     let path = upload.path().to_path_buf();
 
     let probe = probe(&path, limits).await?;

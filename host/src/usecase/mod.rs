@@ -141,8 +141,7 @@ impl FaceEngine {
             let (image, faces) = self.analyze_upload(bytes).await?;
             return Ok(AnalyzedMedia { kind: MediaKind::Image, image, frames: vec![(0, faces)] });
         }
-        let sampled = video::sample_frames(&bytes, &self.video_limits).await?;
-        drop(bytes);
+        let sampled = video::sample_frames(bytes, &self.video_limits).await?;
         let image = sampled
             .first()
             .map(|f| ImageSize { width: f.pixels.width(), height: f.pixels.height() })
