@@ -342,6 +342,26 @@ async fn authenticates_from_video_and_contains_bad_streams() {
     }
 }
 
+/// The liveness policy on the real live and spoof samples of `../shared/liveness`
+/// (not committed: no licence for some). Skips, saying so, without them.
+#[tokio::test(flavor = "multi_thread")]
+async fn liveness_policy_refuses_prints_and_screen_replays() {
+    let Some(shared) = common::shared_dir() else {
+        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
+        return;
+    };
+    let policy = common::policy_wasm("liveness-policy");
+    let server = start_server_with(&[("FACEAUTH_POLICY", policy.to_str().expect("path"))]).await;
+    let live = |name: &str| std::fs::read(shared.join("liveness").join(name)).expect("sample");
+    let enroll = |bytes: Vec<u8>| server.post("/api/enroll", Some("username=sample"), "cin_file", Some(bytes));
+    assert_eq!(enroll(live("live/silentface__image_T1.jpg")).await, (200, ENROLLED()));
+    let auth = |bytes: Vec<u8>| server.post("/api/authentificate", Some("username=sample"), "auth_video", Some(bytes));
+    assert_approved(&auth(live("live/silentface__image_T1.jpg")).await);
+    for spoof in ["spoof/silentface__image_F1.jpg", "spoof/silentface__image_F2.jpg"] {
+        assert_eq!(auth(live(spoof)).await, (200, auth_rejected("LIVENESS_CHECK_FAILED")), "{spoof}");
+    }
+}
+
 fn listing(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> =
         std::fs::read_dir(dir).expect("read dir").filter_map(|e| e.ok()).map(|e| e.path()).collect();

@@ -42,7 +42,7 @@ async fn stages_agree_with_the_python_reference() {
     let config = common::engine_config("default-policy");
     let env = faceauth::vision::onnx_environment(&config.onnxruntime_lib().expect("ort")).expect("ort");
     let files = ModelFiles::verify(&config.models_dir).expect("models");
-    let mut analyzer = FaceAnalyzer::load(&env, &files).expect("analyzer");
+    let mut analyzer = FaceAnalyzer::load(&env, &files, false).expect("analyzer");
     let mut problems = Vec::new();
     for image in reference["images"].as_array().expect("images") {
         let file = image["file"].as_str().expect("file");

@@ -53,7 +53,7 @@ fn main() {
     let config = EngineConfig::defaults();
     let env = onnx_environment(&config.onnxruntime_lib().expect("run scripts/setup.sh")).expect("onnx runtime");
     let files = ModelFiles::verify(&config.models_dir()).expect("models");
-    let mut analyzer = FaceAnalyzer::load(&env, &files).expect("models load");
+    let mut analyzer = FaceAnalyzer::load(&env, &files, false).expect("models load");
 
     // Identity of every photo: deepface groups from master.csv's "Yes" pairs, selfies by folder.
     let mut photos: Vec<(PathBuf, String)> = Vec::new();

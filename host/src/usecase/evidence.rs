@@ -20,6 +20,7 @@ pub fn faces(analyzed: &[AnalyzedFace], image: ImageSize, reference: Option<&Fac
             sharpness: f.sharpness,
             pose: HeadPose { yaw: f.pose.yaw, pitch: f.pose.pitch, roll: f.pose.roll },
             similarity: f.embedding.cosine(reference),
+            liveness: f.liveness,
         })
         .collect()
 }
@@ -64,6 +65,7 @@ mod tests {
             sharpness: 100.0,
             pose: HeadPose { yaw: 0.0, pitch: 0.0, roll: 0.0 },
             similarity,
+            liveness: None,
         }
     }
 

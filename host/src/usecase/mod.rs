@@ -105,13 +105,16 @@ impl FaceEngine {
         let models = ModelFiles::verify(&config.models_dir())?;
         let workers =
             config.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1);
-        let analyzers = (0..workers).map(|_| FaceAnalyzer::load(&env, &models)).collect::<Result<Vec<_>, _>>()?;
         let runtime = PolicyRuntime::new(PolicyLimits {
             fuel: config.policy_fuel,
             memory_bytes: config.policy_memory_mib * 1024 * 1024,
             ..PolicyLimits::default()
         })?;
         let policy = Arc::new(runtime.load(&config.policy())?);
+        // Liveness inference only runs for a policy that asks for it.
+        let with_liveness = policy.info().requires_liveness;
+        let analyzers =
+            (0..workers).map(|_| FaceAnalyzer::load(&env, &models, with_liveness)).collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             vision: VisionPool::new(analyzers, config.max_queued, config.min_face_px),
             policy,

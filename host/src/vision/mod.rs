@@ -81,6 +81,8 @@ pub struct AnalyzedFace {
     pub sharpness: f32,
     pub pose: HeadPose,
     pub embedding: FaceEmbedding,
+    /// Fused live probability, when liveness models are loaded.
+    pub liveness: Option<f32>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -45,12 +45,26 @@ const LANDMARKS: ModelSpec =
 const EMBEDDER: ModelSpec =
     ModelSpec { file: "fr_feature.onnx", sha256: "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581" };
 
+const LIVENESS_V2: ModelSpec = ModelSpec {
+    file: "minifasnet_v2_2.7.onnx",
+    sha256: "6a33fd07588033e3ac79587a6f1f8788e1f097ecaf7b7a13b1feec2fc0307d80",
+};
+const LIVENESS_V1SE: ModelSpec = ModelSpec {
+    file: "minifasnet_v1se_4.0.onnx",
+    sha256: "abc29f2dc50a01a51a85a372466dfe382d5e1359e4263b6049f36695326f3fe5",
+};
+/// Crop scales around the face box that the two liveness models were trained with.
+const LIVENESS_SCALES: [f32; 2] = [2.7, 4.0];
+const LIVENESS_SIDE: u32 = 80;
+
 /// The model files, checked against their pinned sha256 once at start-up.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
     pub detector: PathBuf,
     pub landmarks: PathBuf,
     pub embedder: PathBuf,
+    /// MiniFASNet V2 (crop 2.7x) and V1SE (crop 4.0x).
+    pub liveness: [PathBuf; 2],
     /// Identifies the embedding space; templates from another model are not comparable.
     pub embedding_model_version: String,
 }
@@ -75,6 +89,7 @@ impl ModelFiles {
             detector: check(&DETECTOR)?,
             landmarks: check(&LANDMARKS)?,
             embedder: check(&EMBEDDER)?,
+            liveness: [check(&LIVENESS_V2)?, check(&LIVENESS_V1SE)?],
             embedding_model_version: format!("fr_feature@{}", &EMBEDDER.sha256[..12]),
         })
     }
@@ -86,6 +101,8 @@ pub struct FaceAnalyzer {
     detector: Session,
     landmarks: Session,
     embedder: Session,
+    /// Loaded only when the policy requires liveness.
+    liveness: Option<[Session; 2]>,
 }
 
 fn load_session(env: &Environment, path: &Path) -> Result<Session, VisionError> {
@@ -96,11 +113,17 @@ fn load_session(env: &Environment, path: &Path) -> Result<Session, VisionError> 
 }
 
 impl FaceAnalyzer {
-    pub fn load(env: &Environment, files: &ModelFiles) -> Result<Self, VisionError> {
+    pub fn load(env: &Environment, files: &ModelFiles, with_liveness: bool) -> Result<Self, VisionError> {
+        let liveness = if with_liveness {
+            Some([load_session(env, &files.liveness[0])?, load_session(env, &files.liveness[1])?])
+        } else {
+            None
+        };
         Ok(Self {
             detector: load_session(env, &files.detector)?,
             landmarks: load_session(env, &files.landmarks)?,
             embedder: load_session(env, &files.embedder)?,
+            liveness,
         })
     }
 
@@ -235,7 +258,9 @@ impl FaceAnalyzer {
         let Some(embedding) = self.embed(&aligned)? else {
             return Ok(None);
         };
+        let liveness = self.liveness(image, &detection.bbox)?;
         Ok(Some(AnalyzedFace {
+            liveness,
             bbox: detection.bbox,
             detector_score: detection.score,
             sharpness: geometry::laplacian_variance(&aligned),
@@ -268,6 +293,46 @@ impl FaceAnalyzer {
             p.y = values[2 * i + 1] * ch as f32 + y0 as f32;
         }
         Ok(points)
+    }
+
+    /// Fused MiniFASNet live probability of the face in `bbox`; `None` when the
+    /// liveness models are not loaded. Each model sees the box scaled by its crop
+    /// scale around the centre, kept inside the image, resized to 80x80, BGR 0-255.
+    pub fn liveness(&mut self, image: &RgbImage, bbox: &BoundingBox) -> Result<Option<f32>, VisionError> {
+        let Some(sessions) = self.liveness.as_mut() else { return Ok(None) };
+        let (w, h) = (image.width() as f32, image.height() as f32);
+        let (bw, bh) = (bbox.width().max(1.0), bbox.height().max(1.0));
+        let side = LIVENESS_SIDE as usize;
+        let plane = side * side;
+        let mut live = 0.0;
+        for (session, &wanted) in sessions.iter_mut().zip(&LIVENESS_SCALES) {
+            let scale = wanted.min((h - 1.0) / bh).min((w - 1.0) / bw).max(0.0);
+            let (nw, nh) = (bw * scale, bh * scale);
+            let (cx, cy) = (bbox.x1 + bw / 2.0, bbox.y1 + bh / 2.0);
+            let x0 = (cx - nw / 2.0).clamp(0.0, (w - nw).max(0.0));
+            let y0 = (cy - nh / 2.0).clamp(0.0, (h - nh).max(0.0));
+            let crop = image::imageops::crop_imm(
+                image,
+                x0 as u32,
+                y0 as u32,
+                (nw as u32).clamp(1, image.width()),
+                (nh as u32).clamp(1, image.height()),
+            )
+            .to_image();
+            let crop = image::imageops::resize(&crop, LIVENESS_SIDE, LIVENESS_SIDE, FilterType::Triangle);
+            let mut input = vec![0f32; 3 * plane];
+            for (i, p) in crop.pixels().enumerate() {
+                // BGR planes, raw 0-255, as the models were trained.
+                input[i] = p.0[2] as f32;
+                input[plane + i] = p.0[1] as f32;
+                input[2 * plane + i] = p.0[0] as f32;
+            }
+            let outputs = session
+                .run(ort::inputs!["input" => TensorRef::from_array_view(([1usize, 3, side, side], &input[..]))?])?;
+            let (_, probabilities) = outputs["output"].try_extract_tensor::<f32>()?;
+            live += probabilities.get(1).copied().unwrap_or(0.0);
+        }
+        Ok(Some((live / LIVENESS_SCALES.len() as f32).clamp(0.0, 1.0)))
     }
 
     /// Embedding of an aligned 112x112 RGB face.

@@ -1,36 +1,10 @@
 //! The default faceauth policy: the decisions of the original service, with
 //! thresholds measured on real images (see this crate's README). Liveness is off,
-//! as it was in the original service.
+//! as it was in the original service. The decisions themselves live in
+//! `faceauth_policy_sdk::standard` so that other policies can reuse them.
 
-use faceauth_policy_sdk::{
-    AuthenticateEvidence, Decision, EnrollEvidence, Face, Guest, PolicyInfo, QualityGate, reasons, split_primary,
-};
-
-/// Cosine similarity at or above which two faces are the same person. Above every
-/// clean impostor pair measured (max 0.402 of 1612) at the cost of 1 genuine pair in 83.
-pub const MATCH_THRESHOLD: f32 = 0.45;
-
-/// Quality required of the face being enrolled or authenticated.
-pub const QUALITY: QualityGate = QualityGate {
-    // At 40 px a face keeps a median cosine of 0.82 to itself at full size (p5 0.61).
-    min_face_px: 40.0,
-    // Real photos: min 150. Gaussian blur of sigma 1 % of the face height gives a
-    // median of 43 and still matches (cosine 0.93 to the sharp face); 2 %: 7.8 and
-    // 0.67; 3 %: 3.2 and 0.36.
-    min_sharpness: 15.0,
-    // Real frontal photos: |yaw| <= 17.3, |pitch| <= 28.3 (landmark estimates).
-    max_abs_yaw: 45.0,
-    max_abs_pitch: 40.0,
-};
-
-/// On an ID document a second face is accepted only if it is a "ghost" portrait:
-/// much smaller than the main one, or the same person.
-pub const GHOST_MAX_RELATIVE_SIZE: f32 = 0.6;
-
-/// In a selfie, any other face at least this large relative to the primary one is
-/// refused whoever it is: a second person (or a held-up photo) in the frame is an
-/// attack pattern, and we never decide on the best-matching face of several.
-pub const SELFIE_MAX_OTHER_RELATIVE_SIZE: f32 = 0.45;
+use faceauth_policy_sdk::standard::{self, Thresholds};
+use faceauth_policy_sdk::{AuthenticateEvidence, Decision, EnrollEvidence, Guest, PolicyInfo};
 
 struct DefaultPolicy;
 
@@ -40,43 +14,11 @@ impl Guest for DefaultPolicy {
     }
 
     fn decide_enroll(evidence: EnrollEvidence) -> Decision {
-        let Some((primary, others)) = split_primary(&evidence.faces) else {
-            return Decision::reject(reasons::NO_FACE_DETECTED);
-        };
-        let foreign = |f: &Face| f.relative_size >= GHOST_MAX_RELATIVE_SIZE && f.similarity < MATCH_THRESHOLD;
-        if others.iter().any(foreign) {
-            return Decision::reject(reasons::MULTIPLE_FACES_DETECTED);
-        }
-        if let Some(reason) = QUALITY.check(primary) {
-            return Decision::reject(reason);
-        }
-        Decision::approve(reasons::ENROLLED_AS_USER, None)
+        standard::decide_enroll(&evidence, &Thresholds::DEFAULT)
     }
 
     fn decide_authenticate(evidence: AuthenticateEvidence) -> Decision {
-        // Every analysed frame (one for a still image) must show one dominant face, of
-        // usable quality, that matches: a different person in any frame is a mismatch.
-        if evidence.frames.is_empty() || evidence.summary.frames_with_face < evidence.summary.frames {
-            return Decision::reject(reasons::NO_FACE_DETECTED);
-        }
-        for frame in &evidence.frames {
-            let Some((primary, others)) = split_primary(&frame.faces) else {
-                return Decision::reject(reasons::NO_FACE_DETECTED);
-            };
-            if others.iter().any(|f| f.relative_size >= SELFIE_MAX_OTHER_RELATIVE_SIZE) {
-                return Decision::reject(reasons::MULTIPLE_FACES_DETECTED);
-            }
-            if let Some(reason) = QUALITY.check(primary) {
-                return Decision::reject(reason);
-            }
-        }
-        match evidence.summary.worst_similarity {
-            Some(score) if score >= MATCH_THRESHOLD => {
-                Decision::approve(reasons::AUTHENTIFICATION_SUCCESS, Some(score))
-            }
-            Some(_) => Decision::reject(reasons::FACE_MISMATCH),
-            None => Decision::reject(reasons::NO_FACE_DETECTED),
-        }
+        standard::decide_authenticate(&evidence, &Thresholds::DEFAULT)
     }
 }
 
@@ -85,6 +27,7 @@ faceauth_policy_sdk::export_policy!(DefaultPolicy);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faceauth_policy_sdk::reasons;
     use faceauth_policy_sdk::testing::{authenticate_image, authenticate_video, enroll, face};
 
     fn reason(d: &Decision) -> &str {

@@ -21,6 +21,8 @@ pub use bindings::faceauth::policy::types::{
 };
 pub use bindings::{Guest, export_policy};
 
+pub mod standard;
+
 /// Rejection reasons used by the shipped policies. Policies may define others
 /// (upper-case, digits and `_`, at most 64 characters).
 pub mod reasons {
@@ -30,6 +32,7 @@ pub mod reasons {
     pub const FACE_TOO_BLURRY: &str = "FACE_TOO_BLURRY";
     pub const FACE_NOT_FRONTAL: &str = "FACE_NOT_FRONTAL";
     pub const FACE_MISMATCH: &str = "FACE_MISMATCH";
+    pub const LIVENESS_CHECK_FAILED: &str = "LIVENESS_CHECK_FAILED";
     pub const ENROLLED_AS_USER: &str = "ENROLLED_AS_USER";
     pub const AUTHENTIFICATION_SUCCESS: &str = "AUTHENTIFICATION_SUCCESS";
 }
@@ -99,6 +102,7 @@ pub mod testing {
             sharpness: 500.0,
             pose: HeadPose { yaw: 0.0, pitch: 0.0, roll: 0.0 },
             similarity,
+            liveness: None,
         }
     }
 
