@@ -53,7 +53,7 @@ say "Verifying the face models (models/SHA256SUMS)"
 
 say "Building the policy components (wasm32-wasip2)"
 cargo build --release --target wasm32-wasip2 \
-  -p default-policy -p liveness-policy -p spin-policy -p trap-policy -p memory-bomb-policy
+  -p default-policy -p liveness-policy -p strict-policy -p spin-policy -p trap-policy -p memory-bomb-policy
 
 say "Building the server"
 cargo build --release -p faceauth

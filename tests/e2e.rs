@@ -5,92 +5,8 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use reqwest::multipart::{Form, Part};
+use common::server::{MAX_UPLOAD, start_server, start_server_with};
 use serde_json::{Value, json};
-
-const MAX_UPLOAD: usize = 3 * 1024 * 1024;
-
-struct Server {
-    child: Child,
-    base: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_server() -> Server {
-    start_server_with(&[]).await
-}
-
-async fn start_server_with(extra_env: &[(&str, &str)]) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-    let data = tempfile::tempdir().expect("tempdir");
-    let config = common::engine_config("default-policy");
-    let child = Command::new(env!("CARGO_BIN_EXE_faceauth"))
-        .arg("serve")
-        .env("FACEAUTH_LISTEN", format!("127.0.0.1:{port}"))
-        .env("FACEAUTH_DATA_DIR", data.path())
-        .env("FACEAUTH_MAX_UPLOAD_BYTES", MAX_UPLOAD.to_string())
-        .env("FACEAUTH_MODELS_DIR", &config.models_dir)
-        .env("FACEAUTH_POLICY", &config.policy)
-        .env("FACEAUTH_ONNXRUNTIME_LIB", config.onnxruntime_lib().expect("ort"))
-        .env_remove("DATABASE_URL")
-        .env_remove("FACEAUTH_ADMIN_TOKEN")
-        .envs(extra_env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("server starts");
-    let server = Server { child, base: format!("http://127.0.0.1:{port}"), _data: data };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(r) = client.get(format!("{}/health", server.base)).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    server
-}
-
-impl Server {
-    async fn post(&self, path: &str, query: Option<&str>, field: &str, bytes: Option<Vec<u8>>) -> (u16, Value) {
-        let mut url = format!("{}{path}", self.base);
-        if let Some(q) = query {
-            url.push('?');
-            url.push_str(q);
-        }
-        let mut form = Form::new().text("note", "extra fields are ignored");
-        if let Some(bytes) = bytes {
-            form = form.part(field.to_string(), Part::bytes(bytes).file_name("upload.bin"));
-        }
-        let r = reqwest::Client::new().post(url).multipart(form).send().await.expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().await.expect("JSON body"))
-    }
-
-    async fn enroll(&self, user: &str, fixture: &str) -> (u16, Value) {
-        let q = format!("username={user}");
-        self.post("/api/enroll", Some(&q), "cin_file", Some(common::fixture(fixture))).await
-    }
-
-    async fn authenticate(&self, user: &str, fixture: &str) -> (u16, Value) {
-        let q = format!("username={user}");
-        self.post("/api/authentificate", Some(&q), "auth_video", Some(common::fixture(fixture))).await
-    }
-}
 
 fn enroll_rejected(reason: &str) -> Value {
     json!({"trained": "failed", "EnrollStatus": "REJECTED", "DecisionReason": reason})
@@ -394,4 +310,23 @@ fn crc32(bytes: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// A photo moved in front of the camera (the committed zoom-and-pan clip of a still
+/// selfie, a digital replay) passes the default policy and even passive liveness, but
+/// not a liveness variant that asks for a movement (`require-video-cue = 1`, for
+/// capture flows that tell the user to turn their head): it never blinks, barely
+/// turns and moves rigidly, as a flat picture does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_liveness_variant_requiring_movement_refuses_a_photo_moved_in_front_of_the_camera() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(common::policy_wasm("liveness-policy"), dir.path().join("liveness_policy.wasm")).expect("copy");
+    std::fs::write(
+        dir.path().join("policies.toml"),
+        "[[variant]]\nname = \"challenge\"\ncomponent = \"liveness_policy.wasm\"\nweight = 1\nparams = { require-video-cue = 1 }\n",
+    )
+    .expect("catalog");
+    let server = start_server_with(&[("FACEAUTH_POLICY_DIR", dir.path().to_str().expect("path"))]).await;
+    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, ENROLLED()));
+    assert_eq!(server.authenticate("alice", "video_person_a.mp4").await, (200, auth_rejected("LIVENESS_CHECK_FAILED")));
 }

@@ -48,7 +48,7 @@ async fn stages_agree_with_the_python_reference() {
         let file = image["file"].as_str().expect("file");
         let bytes = std::fs::read(shared.join(file)).expect("image");
         let pixels = faceauth::media::decode_image(&bytes, Default::default()).expect("decodes").pixels;
-        let found = analyzer.analyze(&pixels, 40.0).expect("analysis");
+        let found = analyzer.analyze(&pixels, 40.0, false).expect("analysis");
         let expected = image["faces"].as_array().expect("faces");
         if found.len() != expected.len() {
             problems.push(format!("{file}: {} faces, reference {}", found.len(), expected.len()));

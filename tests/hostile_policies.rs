@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
+use faceauth::policy::{Param, PolicyError, PolicyLimits, PolicyRuntime};
 use faceauth::store::UserStore;
 use faceauth::usecase::{FaceAuth, FaceEngine};
 use http_body_util::BodyExt;
@@ -48,7 +49,7 @@ async fn contained(policy_crate: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
     let store = UserStore::connect(&url).await.expect("store");
-    let app = Arc::new(FaceAuth { engine, store });
+    let app = Arc::new(FaceAuth::new(engine, store));
     let enroll = json!({"trained": "failed", "EnrollStatus": "REJECTED", "DecisionReason": "POLICY_ERROR"});
     for _ in 0..2 {
         // Twice: the failure of one call leaves nothing broken behind.
@@ -58,6 +59,11 @@ async fn contained(policy_crate: &str) {
         );
     }
     assert_eq!(app.store.count().await.expect("count"), 0, "nothing enrolled on a policy failure");
+    // Each failure is in the audit log under the variant, as the client saw it.
+    let recorded = app.audit.decisions(&Default::default()).await.expect("audit log");
+    let failures: Vec<_> = recorded.iter().filter(|r| r.reason.starts_with("POLICY_ERROR")).collect();
+    assert_eq!(failures.len(), 2, "{recorded:?}");
+    assert!(failures.iter().all(|r| !r.approved && r.variant == policy_crate.trim_end_matches("-policy")));
     // Without a face the policy behaves, so the service still answers normally.
     assert_eq!(
         call(&app, "/api/enroll?username=x", "cin_file", "id_card_back_no_face.jpg").await,
@@ -78,4 +84,24 @@ async fn trap_fails_closed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_bomb_is_stopped_by_the_memory_limit() {
     contained("memory-bomb-policy").await;
+}
+
+/// The same components, told to misbehave on selfies too, never take traffic: the
+/// load-time self-check runs them on recorded real evidence and refuses them.
+#[test]
+fn policies_that_misbehave_on_real_evidence_are_refused_at_load() {
+    let runtime = PolicyRuntime::new(PolicyLimits::default()).expect("runtime");
+    for (policy_crate, symptom) in
+        [("spin-policy", "fuel"), ("trap-policy", "unreachable"), ("memory-bomb-policy", "memory")]
+    {
+        let compiled = runtime.compile_file(&common::policy_wasm(policy_crate)).expect("compiles");
+        // Well-behaved on selfies: it loads.
+        compiled.variant(&[]).expect("passes its self-check");
+        let err = compiled
+            .variant(&[Param { name: "misbehave-on-authenticate".into(), value: 1.0 }])
+            .expect_err("refused at load");
+        let message = err.to_string();
+        assert!(matches!(err, PolicyError::SelfCheck { .. }), "{policy_crate}: {message}");
+        assert!(message.contains(symptom), "{policy_crate}: {message}");
+    }
 }

@@ -3,7 +3,10 @@
 //!
 //! `cargo run --release --example load -- [BASE_URL] [REQUESTS] [CONCURRENCY]`
 //! (defaults http://127.0.0.1:5000 200 8). It enrolls a user from the ID-card fixture
-//! first, then authenticates with the selfie fixture.
+//! first, then authenticates with the selfie fixture. At the end it reads the server's
+//! per-variant statistics (`/api/admin/stats`, from the audit log; run it from the
+//! server's machine or set FACEAUTH_ADMIN_TOKEN) to report what share of each
+//! request the policy call took.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a tool: fail loudly
 
 use std::sync::Arc;
@@ -71,4 +74,29 @@ async fn main() {
         pct(0.99),
         pct(1.0)
     );
+
+    let mut stats = client.get(format!("{base}/api/admin/stats"));
+    if let Ok(token) = std::env::var("FACEAUTH_ADMIN_TOKEN") {
+        stats = stats.bearer_auth(token);
+    }
+    let stats: serde_json::Value = match stats.send().await {
+        Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+        _ => {
+            println!("(no access to /api/admin/stats: the policy share is not reported)");
+            return;
+        }
+    };
+    for v in stats["variants"].as_array().into_iter().flatten() {
+        println!(
+            "variant {} ({}): {} decisions; policy call p50 {:.3} ms p99 {:.3} ms; request p50 {:.0} ms; \
+             policy share of the request time {:.3} %",
+            v["variant"].as_str().unwrap_or("?"),
+            if v["shadow"] == true { "shadow" } else { "answer" },
+            v["decisions"],
+            v["policy_ms"]["p50"].as_f64().unwrap_or(f64::NAN),
+            v["policy_ms"]["p99"].as_f64().unwrap_or(f64::NAN),
+            v["total_ms"]["p50"].as_f64().unwrap_or(f64::NAN),
+            100.0 * v["policy_share"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
 }

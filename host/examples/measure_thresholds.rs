@@ -99,7 +99,7 @@ fn main() {
     let (mut scores, mut yaws, mut pitches, mut sharpness, mut heights) = (vec![], vec![], vec![], vec![], vec![]);
     for (path, id) in photos {
         let pixels = decode_image(&std::fs::read(&path).unwrap(), Default::default()).expect("decodes").pixels;
-        let Some(face) = largest(analyzer.analyze(&pixels, 40.0).expect("analysis")) else {
+        let Some(face) = largest(analyzer.analyze(&pixels, 40.0, false).expect("analysis")) else {
             println!("no face: {}", path.display());
             continue;
         };
@@ -154,7 +154,7 @@ fn main() {
     println!("== labelled pairs");
     summary("genuine", &mut genuine);
     summary("impostor", &mut impostor);
-    for t in [0.25f32, 0.30, 0.35, 0.40, 0.45, 0.50] {
+    for t in [0.25f32, 0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60] {
         let far = impostor.iter().filter(|&&s| s >= t).count() as f32 / impostor.len() as f32;
         let frr = genuine.iter().filter(|&&s| s < t).count() as f32 / genuine.len() as f32;
         println!(
@@ -178,7 +178,7 @@ fn main() {
         for rel in [0.01f32, 0.02, 0.03, 0.05, 0.08] {
             let sigma = rel * face.bbox.height();
             let blurred = image::imageops::blur(pixels, sigma);
-            if let Some(b) = largest(analyzer.analyze(&blurred, 40.0).expect("analysis")) {
+            if let Some(b) = largest(analyzer.analyze(&blurred, 40.0, false).expect("analysis")) {
                 let e = by_sigma.entry(format!("{rel:.2}")).or_default();
                 e.0.push(b.sharpness);
                 e.1.push(b.embedding.cosine(&face.embedding));
@@ -201,7 +201,7 @@ fn main() {
             }
             let (w, h) = ((pixels.width() as f32 * scale) as u32, (pixels.height() as f32 * scale) as u32);
             let small = image::imageops::resize(pixels, w.max(1), h.max(1), image::imageops::FilterType::Triangle);
-            if let Some(s) = largest(analyzer.analyze(&small, 20.0).expect("analysis")) {
+            if let Some(s) = largest(analyzer.analyze(&small, 20.0, false).expect("analysis")) {
                 found += 1;
                 cos.push(s.embedding.cosine(&face.embedding));
                 sharp.push(s.sharpness);

@@ -20,6 +20,8 @@ pub enum Command {
     Serve(ServeConfig),
     /// Analyse image files and print, per file, the evidence a policy would get (JSON lines).
     Inspect(InspectArgs),
+    /// Backtest a policy on the recorded decisions: how its answers would differ (JSON report).
+    Replay(ReplayArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -27,12 +29,8 @@ pub struct ServeConfig {
     /// Address to listen on.
     #[arg(long, env = "FACEAUTH_LISTEN", default_value = "127.0.0.1:5000")]
     pub listen: SocketAddr,
-    /// Directory for the embedded SQLite database.
-    #[arg(long, env = "FACEAUTH_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Database URL (sqlite://... or postgres://...); default: SQLite in the data directory.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
     /// Token that admin endpoints (reset) require as `Authorization: Bearer <token>`.
     /// Without one, admin endpoints answer loopback clients only.
     #[arg(long, env = "FACEAUTH_ADMIN_TOKEN", hide_env_values = true)]
@@ -40,16 +38,60 @@ pub struct ServeConfig {
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "FACEAUTH_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024)]
     pub max_upload_bytes: usize,
+    /// Days the audit log keeps each decision (0: forever).
+    #[arg(long, env = "FACEAUTH_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    pub audit_retention_days: u64,
+    /// How often the policy directory is checked for changes, in milliseconds.
+    #[arg(long, env = "FACEAUTH_POLICY_WATCH_MS", default_value_t = 2000)]
+    pub policy_watch_ms: u64,
     #[command(flatten)]
     pub engine: EngineConfig,
 }
 
-impl ServeConfig {
-    pub fn database_url(&self) -> String {
+/// Where users and the audit log are stored.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// Directory for the embedded SQLite database.
+    #[arg(long, env = "FACEAUTH_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Database URL (sqlite://... or postgres://...); default: SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl DatabaseConfig {
+    pub fn url(&self) -> String {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("faceauth.db").display()))
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The candidate policy component (.wasm).
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// A parameter override, NAME=VALUE (repeatable).
+    #[arg(long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, f64)>,
+    /// Only decisions of the last N hours (default: all that are kept).
+    #[arg(long)]
+    pub since_hours: Option<u64>,
+    /// Replay at most this many (the most recent) decisions.
+    #[arg(long, default_value_t = 100_000)]
+    pub limit: i64,
+    /// Ground truth, CSV `request_id,label` (genuine / impostor), for confusion matrices.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+}
+
+fn parse_param(s: &str) -> Result<(String, f64), String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))?;
+    let value: f64 = value.trim().parse().map_err(|_| format!("{s:?}: the value is not a number"))?;
+    Ok((name.trim().to_string(), value))
 }
 
 /// What the face engine needs, shared by the server and the tools.
@@ -61,9 +103,14 @@ pub struct EngineConfig {
     /// ONNX Runtime shared library; default: the one `scripts/setup.sh` installs under .runtime/.
     #[arg(long, env = "FACEAUTH_ONNXRUNTIME_LIB")]
     pub onnxruntime_lib: Option<PathBuf>,
-    /// Policy component (.wasm) that makes every decision.
+    /// Policy component (.wasm) that makes every decision, fixed for the process.
     #[arg(long, env = "FACEAUTH_POLICY", default_value = "target/wasm32-wasip2/release/default_policy.wasm")]
     pub policy: PathBuf,
+    /// Policy directory: its `policies.toml` lists the variants (A/B weights, shadows,
+    /// parameters); watched for changes and managed through the admin API. Overrides
+    /// `--policy`.
+    #[arg(long, env = "FACEAUTH_POLICY_DIR")]
+    pub policy_dir: Option<PathBuf>,
     /// Face-analysis workers (ONNX session sets); default: one per CPU.
     #[arg(long, env = "FACEAUTH_WORKERS")]
     pub workers: Option<usize>,
@@ -82,6 +129,10 @@ pub struct EngineConfig {
     /// Frames sampled from a selfie video, spread over the clip.
     #[arg(long, env = "FACEAUTH_VIDEO_MAX_FRAMES", default_value_t = 8)]
     pub video_max_frames: u32,
+    /// Frames sampled when the policy requires liveness: denser, so that blinks and
+    /// head movement show (a 3 s clip is then seen at 8 frames per second).
+    #[arg(long, env = "FACEAUTH_VIDEO_LIVENESS_FRAMES", default_value_t = 24)]
+    pub video_liveness_frames: u32,
     /// Longest accepted selfie video, in seconds.
     #[arg(long, env = "FACEAUTH_VIDEO_MAX_SECONDS", default_value_t = 30)]
     pub video_max_seconds: u64,
@@ -125,6 +176,7 @@ impl EngineConfig {
     pub fn video_limits(&self) -> crate::media::video::VideoLimits {
         crate::media::video::VideoLimits {
             max_frames: self.video_max_frames.clamp(1, 64),
+            liveness_frames: self.video_liveness_frames.clamp(1, 64),
             max_duration: std::time::Duration::from_secs(self.video_max_seconds.max(1)),
             decoder_timeout: std::time::Duration::from_secs(self.video_decoder_timeout.max(1)),
             ffmpeg: self.ffmpeg.clone(),

@@ -34,32 +34,38 @@ pub enum StartError {
 
 /// Builds the service from its configuration and says what it uses.
 pub async fn build(config: &ServeConfig) -> Result<Arc<FaceAuth>, StartError> {
-    let url = config.database_url();
-    if config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
+    let url = config.database.url();
+    if config.database.database_url.is_none() {
+        std::fs::create_dir_all(&config.database.data_dir)
+            .map_err(|e| StartError::DataDir(config.database.data_dir.display().to_string(), e))?;
     }
     let engine_config = config.engine.clone();
     let engine = tokio::task::spawn_blocking(move || FaceEngine::init(&engine_config))
         .await
         .map_err(|e| usecase::InitError::OnnxRuntime { path: Default::default(), message: e.to_string() })??;
     let store = UserStore::connect(&url).await?;
-    let policy = engine.policy();
     tracing::info!(
         "models: {} (embedding {}), ONNX Runtime: {}",
         config.engine.models_dir().display(),
         engine.models().embedding_model_version,
         engine.onnxruntime_lib().display()
     );
-    tracing::info!(
-        "policy: {} {} from {} (liveness {})",
-        policy.info().name,
-        policy.info().version,
-        policy.source().display(),
-        if policy.info().requires_liveness { "required" } else { "off" }
-    );
+    match engine.router().directory() {
+        Some(dir) => tracing::info!("policies: managed in {} (watched, admin API)", dir.display()),
+        None => tracing::info!("policies: fixed at start-up (--policy)"),
+    }
+    for v in &engine.router().current().variants {
+        tracing::info!(
+            "policy variant {}: {} from {} ({}, liveness {})",
+            v.name,
+            v.policy_label(),
+            v.policy.source().display(),
+            if v.shadow { "shadow".to_string() } else { format!("weight {}", v.weight) },
+            if v.policy.info().requires_liveness { "required" } else { "off" }
+        );
+    }
     tracing::info!("database: {:?} at {}", store.backend(), store::redact(&url));
-    Ok(Arc::new(FaceAuth { engine, store }))
+    Ok(Arc::new(FaceAuth::new(engine, store)))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
@@ -79,10 +85,29 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("listening on http://{addr}");
     }
+    let watcher = app.engine.router().watch(std::time::Duration::from_millis(config.policy_watch_ms.max(100)));
+    let retention = (config.audit_retention_days > 0).then(|| {
+        let audit = app.audit.clone();
+        let keep = std::time::Duration::from_secs(config.audit_retention_days * 24 * 3600);
+        tokio::spawn(async move {
+            let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                hourly.tick().await;
+                match audit.apply_retention(keep).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("audit log: {n} decisions past retention removed"),
+                    Err(e) => tracing::warn!(error = %e, "audit log retention failed"),
+                }
+            }
+        })
+    });
     let router = http::router(app.clone(), config.max_upload_bytes, admin);
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+    let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    for task in watcher.into_iter().chain(retention) {
+        task.abort();
+    }
     app.store.close().await;
-    Ok(())
+    served
 }

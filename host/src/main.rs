@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use faceauth::config::{Cli, Command, InspectArgs};
+use faceauth::config::{Cli, Command, InspectArgs, ReplayArgs};
 use faceauth::usecase::{FaceEngine, face_evidence};
 
 fn main() -> anyhow::Result<()> {
@@ -26,6 +26,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Inspect(args) => runtime.block_on(inspect(args)),
+        Command::Replay(args) => runtime.block_on(replay(args)),
     }
 }
 
@@ -73,5 +74,29 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         };
         println!("{line}");
     }
+    Ok(())
+}
+
+/// Backtests a candidate policy on the recorded decisions and prints the report (JSON).
+async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    use faceauth::policy::{Param, PolicyLimits, PolicyRuntime};
+    use faceauth::store::audit::DecisionFilter;
+    let labels = match &args.labels {
+        Some(path) => faceauth::usecase::replay::parse_labels(
+            &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        None => Default::default(),
+    };
+    let overrides: Vec<Param> =
+        args.params.iter().map(|(name, value)| Param { name: name.clone(), value: *value }).collect();
+    let candidate = PolicyRuntime::new(PolicyLimits::default())?.compile_file(&args.policy)?.variant(&overrides)?;
+    let store = faceauth::store::UserStore::connect(&args.database.url()).await?;
+    let since_ms = args.since_hours.map(|h| faceauth::store::now_ms() - (h as i64) * 3600 * 1000);
+    let filter = DecisionFilter { since_ms, shadow: Some(false), limit: Some(args.limit), ..Default::default() };
+    let records = store.audit_log().decisions(&filter).await?;
+    let report =
+        tokio::task::spawn_blocking(move || faceauth::usecase::replay::replay(&candidate, &records, &labels)).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

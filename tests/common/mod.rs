@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use faceauth::config::EngineConfig;
 
+pub mod server;
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
 }

@@ -1,13 +1,16 @@
 //! The HTTP API, wire-compatible with the original service: parse and validate
 //! the request, call a use case, answer in the endpoint's JSON shape.
 //! `ApiError::reason_and_status` is the one place errors become HTTP.
+//! Admin endpoints (reset, policy management, audit) are in `admin`, behind one gate.
+
+mod admin;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::multipart::{Multipart, MultipartRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -184,14 +187,17 @@ impl axum::extract::FromRef<ApiState> for Arc<FaceAuth> {
 }
 
 pub fn router(app: Arc<FaceAuth>, max_upload_bytes: usize, admin: AdminAccess) -> Router {
+    let state = ApiState { app, admin };
     Router::new()
         .route("/api/enroll", post(enroll))
         .route("/api/authentificate", post(authenticate))
-        .route("/api/reset", post(reset))
+        .merge(admin::routes(state.clone()))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        // The page holds no data; it fetches the (gated) statistics itself.
+        .route("/admin", get(|| async { axum::response::Html(include_str!("stats_page.html")) }))
         .layer(DefaultBodyLimit::max(max_upload_bytes))
         .layer(middleware::from_fn(log_request))
-        .with_state(ApiState { app, admin })
+        .with_state(state)
 }
 
 async fn log_request(request: Request, next: Next) -> Response {
@@ -286,37 +292,5 @@ async fn decide(
     match result {
         Ok(decision) => endpoint.decided(&decision),
         Err(e) => endpoint.failed(&e),
-    }
-}
-
-async fn reset(
-    State(state): State<ApiState>,
-    peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
-    headers: HeaderMap,
-) -> Response {
-    if !state.admin.allows(&headers, peer.map(|p| p.0.0)) {
-        let (status, why) = match state.admin {
-            AdminAccess::Token(_) => (StatusCode::UNAUTHORIZED, "a valid admin token is required"),
-            AdminAccess::LoopbackOnly => (StatusCode::FORBIDDEN, "admin endpoints answer loopback clients only"),
-        };
-        return with_reason(
-            status,
-            json!({"code": status.as_u16(), "msg": format!("ERROR_DETECTED : {why}")}),
-            "ADMIN_REFUSED",
-        );
-    }
-    match state.app.reset().await {
-        Ok(removed) => {
-            tracing::info!(removed, "all users removed");
-            with_reason(StatusCode::OK, json!({"code": 200, "msg": "DONE"}), "DONE")
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "reset failed");
-            with_reason(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"code": 500, "msg": format!("ERROR_DETECTED : {e}")}),
-                "ERROR_DETECTED",
-            )
-        }
     }
 }

@@ -19,6 +19,8 @@ use super::{DecodeLimits, MediaError};
 pub struct VideoLimits {
     /// Frames sampled from a clip, spread over its duration.
     pub max_frames: u32,
+    /// Frames sampled when liveness is measured (blinks and movement need denser frames).
+    pub liveness_frames: u32,
     /// Longest accepted clip.
     pub max_duration: Duration,
     /// Largest accepted frame side, in pixels (as declared by the container).
@@ -38,6 +40,7 @@ impl Default for VideoLimits {
     fn default() -> Self {
         Self {
             max_frames: 8,
+            liveness_frames: 24,
             max_duration: Duration::from_secs(30),
             max_side: 4096,
             decoder_timeout: Duration::from_secs(20),
@@ -64,9 +67,14 @@ struct Probe {
     height: u32,
 }
 
-/// Samples up to `limits.max_frames` frames spread over the clip (upright: FFmpeg
-/// applies the rotation metadata of phone videos), dropping black frames.
-pub async fn sample_frames(bytes: Vec<u8>, limits: &VideoLimits) -> Result<Vec<VideoFrame>, MediaError> {
+/// Samples up to `max_frames` frames (at most 64) spread over the clip (upright: FFmpeg applies the rotation metadata
+/// of phone videos), dropping black frames.
+pub async fn sample_frames(
+    bytes: Vec<u8>,
+    limits: &VideoLimits,
+    max_frames: u32,
+) -> Result<Vec<VideoFrame>, MediaError> {
+    let max_frames = max_frames.clamp(1, 64);
     // Written off the async threads; dropped (and the file removed) on every path
     // out of this function.
     let temp_dir = limits.temp_dir.clone();
@@ -97,7 +105,7 @@ pub async fn sample_frames(bytes: Vec<u8>, limits: &VideoLimits) -> Result<Vec<V
     // Known duration: frames evenly over it. Unknown (browser WebM): 2 per second,
     // and the decoder never reads past the duration limit.
     let fps = match probe.duration {
-        Some(d) if d > 0.0 => (limits.max_frames as f64 / d).clamp(0.05, 30.0),
+        Some(d) if d > 0.0 => (max_frames as f64 / d).clamp(0.05, 30.0),
         _ => 2.0,
     };
     let filter = format!("fps={fps:.6},scale='min(1280,iw)':'min(1280,ih)':force_original_aspect_ratio=decrease");
@@ -119,7 +127,7 @@ pub async fn sample_frames(bytes: Vec<u8>, limits: &VideoLimits) -> Result<Vec<V
         "-vf".into(),
         filter,
         "-frames:v".into(),
-        limits.max_frames.to_string(),
+        max_frames.to_string(),
         "-f".into(),
         "image2pipe".into(),
         "-c:v".into(),
@@ -127,7 +135,7 @@ pub async fn sample_frames(bytes: Vec<u8>, limits: &VideoLimits) -> Result<Vec<V
         "pipe:1".into(),
     ];
     // Enough for max_frames PNGs of 1280x1280.
-    let cap = limits.max_frames as usize * 1280 * 1280 * 4 + 1024;
+    let cap = max_frames as usize * 1280 * 1280 * 4 + 1024;
     let output = run_limited(&limits.ffmpeg, &args, limits, cap).await?;
     let decode_limits = DecodeLimits { max_side: 1280, max_alloc: 64 << 20 };
     let mut frames = Vec::new();

@@ -7,8 +7,17 @@
 //! directories, environment, arguments, network, a frozen clock and a fixed random
 //! stream. Any trap or exhausted budget is a `PolicyError`, which the use cases turn
 //! into REJECTED / POLICY_ERROR (fail closed).
+//!
+//! A component is compiled once (`CompiledPolicy`, cached by content hash) and run
+//! as one or more variants (`LoadedPolicy`: the component with a parameter set).
+//! `router` decides which variant answers a request and which shadow it.
+
+pub mod catalog;
+pub mod router;
 
 use std::path::{Path, PathBuf};
+
+use sha2::Digest;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,12 +30,14 @@ mod bindings {
     wasmtime::component::bindgen!({
         world: "policy",
         path: "../wit",
+        // Evidence and decisions go to the audit log as JSON and come back for replay.
+        additional_derives: [serde::Serialize, serde::Deserialize],
     });
 }
 
 pub use bindings::faceauth::policy::types::{
     AuthenticateEvidence, Decision, EnrollEvidence, Face, FaceBox, Frame, FrameSummary, HeadPose, ImageSize, MediaKind,
-    PolicyInfo,
+    MotionSummary, Param, PolicyInfo,
 };
 use bindings::{Policy, PolicyPre};
 
@@ -101,6 +112,8 @@ pub struct PolicyRuntime {
     engine: Engine,
     linker: Arc<Linker<PolicyState>>,
     limits: PolicyLimits,
+    /// Policy calls running at once, over every variant.
+    permits: Arc<Semaphore>,
 }
 
 impl PolicyRuntime {
@@ -112,27 +125,39 @@ impl PolicyRuntime {
         let engine = Engine::new(&config).map_err(err)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(err)?;
-        Ok(Self { engine, linker: Arc::new(linker), limits })
+        Ok(Self { engine, linker: Arc::new(linker), limits, permits: Arc::new(Semaphore::new(limits.max_concurrent)) })
     }
 
-    /// Compiles, links and self-checks a component; only a policy that passes is returned.
+    /// Compiles, links and self-checks a component with its default parameters.
     pub fn load(&self, path: &Path) -> Result<LoadedPolicy, PolicyError> {
+        self.compile_file(path)?.variant(&[])
+    }
+
+    pub fn compile_file(&self, path: &Path) -> Result<CompiledPolicy, PolicyError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| PolicyError::Load { path: path.display().to_string(), message: e.to_string() })?;
+        self.compile(&bytes, path)
+    }
+
+    /// Compiles and links a component and reads its `info`. `source` names it in
+    /// errors and listings.
+    pub fn compile(&self, bytes: &[u8], source: &Path) -> Result<CompiledPolicy, PolicyError> {
         let load_err =
-            |e: wasmtime::Error| PolicyError::Load { path: path.display().to_string(), message: format!("{e:#}") };
-        let component = Component::from_file(&self.engine, path).map_err(load_err)?;
+            |e: wasmtime::Error| PolicyError::Load { path: source.display().to_string(), message: format!("{e:#}") };
+        let component = Component::new(&self.engine, bytes).map_err(load_err)?;
         let pre = self.linker.instantiate_pre(&component).map_err(load_err)?;
         let pre = PolicyPre::new(pre).map_err(load_err)?;
-        let mut policy = LoadedPolicy {
+        let mut compiled = CompiledPolicy {
             pre,
             runtime: self.clone(),
-            permits: Arc::new(Semaphore::new(self.limits.max_concurrent)),
-            source: path.to_path_buf(),
-            info: PolicyInfo { name: String::new(), version: String::new(), requires_liveness: false },
+            source: source.to_path_buf(),
+            sha256: format!("{:x}", sha2::Sha256::digest(bytes)),
+            info: PolicyInfo { name: String::new(), version: String::new(), requires_liveness: false, params: vec![] },
         };
-        let check_err = |message: String| PolicyError::SelfCheck { path: path.display().to_string(), message };
-        policy.info = policy.call(|p, s| p.call_info(s)).map_err(|e| check_err(e.to_string()))?;
-        policy.self_check().map_err(check_err)?;
-        Ok(policy)
+        compiled.info = off_async_threads(|| compiled.call(|p, s| p.call_info(s))).map_err(|e| {
+            PolicyError::SelfCheck { path: source.display().to_string(), message: format!("info: {e}") }
+        })?;
+        Ok(compiled)
     }
 
     fn new_store(&self) -> Result<Store<PolicyState>, PolicyError> {
@@ -157,28 +182,24 @@ impl PolicyRuntime {
     }
 }
 
-/// A compiled, validated policy, ready to decide.
-pub struct LoadedPolicy {
+/// A compiled and linked component, not yet checked with a parameter set.
+#[derive(Clone)]
+pub struct CompiledPolicy {
     pre: PolicyPre<PolicyState>,
     runtime: PolicyRuntime,
-    permits: Arc<Semaphore>,
     source: PathBuf,
+    sha256: String,
     info: PolicyInfo,
 }
 
-impl std::fmt::Debug for LoadedPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPolicy").field("source", &self.source).field("info", &self.info).finish()
-    }
-}
-
-impl LoadedPolicy {
+impl CompiledPolicy {
     pub fn info(&self) -> &PolicyInfo {
         &self.info
     }
 
-    pub fn source(&self) -> &Path {
-        &self.source
+    /// Hex sha256 of the component's bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// One call in a fresh instance: no state survives between decisions.
@@ -191,40 +212,139 @@ impl LoadedPolicy {
         f(&instance, &mut store).map_err(|e| PolicyError::Call(format!("{e:#}")))
     }
 
+    /// This component with `overrides` applied to its declared parameters, checked
+    /// by the component (`check-params`) and self-checked on recorded evidence; only
+    /// a variant that passes is returned. An override of a parameter the policy does
+    /// not declare is refused: a typo must not silently run the defaults.
+    pub fn variant(&self, overrides: &[Param]) -> Result<LoadedPolicy, PolicyError> {
+        let path = self.source.display().to_string();
+        let check_err = |message: String| PolicyError::SelfCheck { path: path.clone(), message };
+        let params = merge_params(&self.info.params, overrides).map_err(check_err)?;
+        let policy = LoadedPolicy { compiled: self.clone(), params };
+        off_async_threads(|| {
+            policy
+                .compiled
+                .call(|p, s| p.call_check_params(s, &policy.params))
+                .map_err(|e| e.to_string())?
+                .map_err(|message| format!("parameters refused: {message}"))?;
+            policy.self_check()
+        })
+        .map_err(check_err)?;
+        Ok(policy)
+    }
+}
+
+/// Runs `f` on a thread of its own. WASI output of a guest (a panic message on
+/// stderr, say) goes through wasmtime-wasi's sync adapter, which blocks on the
+/// ambient tokio runtime and panics on an async worker thread; load-time calls can
+/// come from one (tests, tools), request-time calls run on blocking threads.
+fn off_async_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// A compiled, validated policy variant, ready to decide.
+pub struct LoadedPolicy {
+    compiled: CompiledPolicy,
+    /// The complete parameter set every call receives.
+    params: Vec<Param>,
+}
+
+/// The declared defaults with `overrides` applied, in declaration order.
+fn merge_params(declared: &[Param], overrides: &[Param]) -> Result<Vec<Param>, String> {
+    let mut params = declared.to_vec();
+    for o in overrides {
+        let slot = params.iter_mut().find(|p| p.name == o.name).ok_or_else(|| {
+            let known: Vec<&str> = declared.iter().map(|p| p.name.as_str()).collect();
+            format!("unknown parameter {:?} (the policy declares: {})", o.name, known.join(", "))
+        })?;
+        if !o.value.is_finite() {
+            return Err(format!("parameter {} is not a finite number", o.name));
+        }
+        slot.value = o.value;
+    }
+    Ok(params)
+}
+
+impl std::fmt::Debug for LoadedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPolicy")
+            .field("source", &self.compiled.source)
+            .field("info", &self.compiled.info)
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl LoadedPolicy {
+    pub fn info(&self) -> &PolicyInfo {
+        &self.compiled.info
+    }
+
+    pub fn source(&self) -> &Path {
+        &self.compiled.source
+    }
+
+    /// Hex sha256 of the component's bytes.
+    pub fn sha256(&self) -> &str {
+        &self.compiled.sha256
+    }
+
+    /// The parameter set in force (defaults with this variant's overrides).
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&Policy, &mut Store<PolicyState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        self.compiled.call(f)
+    }
+
     pub fn decide_enroll_blocking(&self, evidence: &EnrollEvidence) -> Result<Decision, PolicyError> {
-        validate(self.call(|p, s| p.call_decide_enroll(s, evidence))?)
+        validate(self.call(|p, s| p.call_decide_enroll(s, &self.params, evidence))?)
     }
 
     pub fn decide_authenticate_blocking(&self, evidence: &AuthenticateEvidence) -> Result<Decision, PolicyError> {
-        validate(self.call(|p, s| p.call_decide_authenticate(s, evidence))?)
+        validate(self.call(|p, s| p.call_decide_authenticate(s, &self.params, evidence))?)
     }
 
-    /// A policy must at least refuse a picture without any face.
+    /// Before a variant takes traffic it decides on recorded evidence of real uploads
+    /// (`selfcheck/`, made by `examples/record_selfcheck.rs`): it must refuse an ID
+    /// card without a face, a stranger's selfie and a selfie showing two people,
+    /// and answer a 24-frame video within its budget.
     fn self_check(&self) -> Result<(), String> {
-        let image = ImageSize { width: 640, height: 480 };
-        let enroll =
-            self.decide_enroll_blocking(&EnrollEvidence { image, faces: Vec::new() }).map_err(|e| e.to_string())?;
-        if enroll.approved {
+        let parse = |name: &str, json: &str| -> Result<AuthenticateEvidence, String> {
+            serde_json::from_str(json).map_err(|e| format!("recorded evidence {name}: {e}"))
+        };
+        let no_face: EnrollEvidence = serde_json::from_str(SELFCHECK_ENROLL_NO_FACE)
+            .map_err(|e| format!("recorded evidence enroll_no_face: {e}"))?;
+        if self.decide_enroll_blocking(&no_face).map_err(|e| e.to_string())?.approved {
             return Err("it approves an enrollment with no face".into());
         }
-        let auth = self
-            .decide_authenticate_blocking(&{
-                let frames = vec![Frame { timestamp_ms: 0, faces: Vec::new() }];
-                let summary = crate::usecase::summarize_frames(&frames);
-                AuthenticateEvidence { media: MediaKind::Image, image, frames, summary }
-            })
-            .map_err(|e| e.to_string())?;
-        if auth.approved {
-            return Err("it approves an authentication with no face".into());
+        for (name, json) in [("a stranger", SELFCHECK_STRANGER), ("two people", SELFCHECK_TWO_PEOPLE)] {
+            if self.decide_authenticate_blocking(&parse(name, json)?).map_err(|e| e.to_string())?.approved {
+                return Err(format!("it approves the selfie of {name}"));
+            }
         }
+        self.decide_authenticate_blocking(&parse("video", SELFCHECK_VIDEO)?)
+            .map_err(|e| format!("on a recorded 24-frame video: {e}"))?;
         Ok(())
     }
 }
 
+const SELFCHECK_ENROLL_NO_FACE: &str = include_str!("selfcheck/enroll_no_face.json");
+const SELFCHECK_STRANGER: &str = include_str!("selfcheck/authenticate_stranger.json");
+const SELFCHECK_TWO_PEOPLE: &str = include_str!("selfcheck/authenticate_two_people.json");
+const SELFCHECK_VIDEO: &str = include_str!("selfcheck/authenticate_video.json");
+
 /// Async entry points: the wasm call runs on a blocking thread, bounded by a semaphore.
 impl LoadedPolicy {
     pub async fn decide_enroll(self: &Arc<Self>, evidence: EnrollEvidence) -> Result<Decision, PolicyError> {
-        let _permit = self.permits.clone().try_acquire_owned().map_err(|_| PolicyError::Busy)?;
+        let _permit = self.compiled.runtime.permits.clone().try_acquire_owned().map_err(|_| PolicyError::Busy)?;
         let policy = self.clone();
         tokio::task::spawn_blocking(move || policy.decide_enroll_blocking(&evidence))
             .await
@@ -235,7 +355,7 @@ impl LoadedPolicy {
         self: &Arc<Self>,
         evidence: AuthenticateEvidence,
     ) -> Result<Decision, PolicyError> {
-        let _permit = self.permits.clone().try_acquire_owned().map_err(|_| PolicyError::Busy)?;
+        let _permit = self.compiled.runtime.permits.clone().try_acquire_owned().map_err(|_| PolicyError::Busy)?;
         let policy = self.clone();
         tokio::task::spawn_blocking(move || policy.decide_authenticate_blocking(&evidence))
             .await
@@ -255,4 +375,19 @@ fn validate(decision: Decision) -> Result<Decision, PolicyError> {
         return Err(PolicyError::InvalidDecision("score is not finite".into()));
     }
     Ok(decision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_to_declared_parameters_only() {
+        let declared = vec![Param { name: "a".into(), value: 1.0 }, Param { name: "b".into(), value: 2.0 }];
+        let merged = merge_params(&declared, &[Param { name: "b".into(), value: 5.0 }]).expect("known");
+        assert_eq!(merged.iter().map(|p| p.value).collect::<Vec<_>>(), vec![1.0, 5.0]);
+        let typo = merge_params(&declared, &[Param { name: "c".into(), value: 5.0 }]).unwrap_err();
+        assert!(typo.contains("unknown parameter \"c\"") && typo.contains("a, b"), "{typo}");
+        assert!(merge_params(&declared, &[Param { name: "a".into(), value: f64::NAN }]).is_err());
+    }
 }

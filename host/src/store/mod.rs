@@ -1,5 +1,8 @@
-//! Enrolled face templates in SQL, through sqlx's `Any` driver so one code path
-//! serves the embedded SQLite default and PostgreSQL. Images are never stored.
+//! Enrolled face templates and the decision audit log in SQL, through sqlx's `Any`
+//! driver so one code path serves the embedded SQLite default and PostgreSQL.
+//! Images are never stored.
+
+pub mod audit;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,6 +23,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("stored template of {0} is unreadable")]
     CorruptTemplate(String),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -74,6 +79,11 @@ impl UserStore {
         self.backend
     }
 
+    /// The audit log, in the same database.
+    pub fn audit_log(&self) -> audit::AuditLog {
+        audit::AuditLog::new(self.pool.clone())
+    }
+
     /// Inserts a new user; a username taken (even by a concurrent request) is
     /// `DuplicateUsername`, decided by the primary key, not by a prior read.
     pub async fn insert(
@@ -82,7 +92,7 @@ impl UserStore {
         embedding: &FaceEmbedding,
         model_version: &str,
     ) -> Result<(), StoreError> {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let now_ms = now_ms();
         let result =
             sqlx::query("INSERT INTO users (username, embedding, model_version, enrolled_at) VALUES ($1, $2, $3, $4)")
                 .bind(username)
@@ -130,6 +140,11 @@ impl UserStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// The URL without its password, for logs.

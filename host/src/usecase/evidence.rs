@@ -1,6 +1,7 @@
 //! Turns measured faces into the policy's evidence vocabulary.
 
-use crate::policy::{Face, FaceBox, Frame, FrameSummary, HeadPose, ImageSize};
+use crate::policy::{Face, FaceBox, Frame, FrameSummary, HeadPose, ImageSize, MotionSummary};
+use crate::vision::geometry::affine_residual;
 use crate::vision::{AnalyzedFace, FaceEmbedding};
 
 /// Policy view of analysed faces (already largest first); `similarity` is to
@@ -21,6 +22,7 @@ pub fn faces(analyzed: &[AnalyzedFace], image: ImageSize, reference: Option<&Fac
             pose: HeadPose { yaw: f.pose.yaw, pitch: f.pose.pitch, roll: f.pose.roll },
             similarity: f.embedding.cosine(reference),
             liveness: f.liveness,
+            eyes_open: f.eyes_open,
         })
         .collect()
 }
@@ -29,19 +31,88 @@ pub fn faces(analyzed: &[AnalyzedFace], image: ImageSize, reference: Option<&Fac
 /// `frames-with-single-face`.
 const SECOND_FACE_RELATIVE_SIZE: f32 = 0.5;
 
+/// Eyes count as closed under this open probability and as open over the other;
+/// in between is undecided, so noise around 0.5 does not make blinks.
+const EYES_CLOSED_BELOW: f32 = 0.3;
+const EYES_OPEN_ABOVE: f32 = 0.7;
+
+/// No movement measured: a still image, or fewer than two frames with a face.
+pub const NO_MOTION: MotionSummary = MotionSummary {
+    pairs: 0,
+    blinks: 0,
+    yaw_range: 0.0,
+    pitch_range: 0.0,
+    landmark_motion: 0.0,
+    non_rigid_motion: 0.0,
+};
+
+/// Movement of the primary face over the frames (in time order; `None` for a frame
+/// without a face). See `motion-summary` in wit/policy.wit.
+pub fn motion(primaries: &[Option<&AnalyzedFace>]) -> MotionSummary {
+    let faces: Vec<&AnalyzedFace> = primaries.iter().flatten().copied().collect();
+    if faces.len() < 2 {
+        return NO_MOTION;
+    }
+    let range = |value: fn(&AnalyzedFace) -> f32| {
+        let (lo, hi) = faces.iter().map(|f| value(f)).fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        hi - lo
+    };
+    let mut displacement = Vec::new();
+    let mut residual = Vec::new();
+    for pair in faces.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let height = ((a.bbox.height() + b.bbox.height()) / 2.0).max(1.0);
+        let moved = a.landmarks.iter().zip(&b.landmarks).map(|(p, q)| (p.x - q.x).hypot(p.y - q.y)).sum::<f32>()
+            / a.landmarks.len() as f32;
+        displacement.push(moved / height);
+        if let Some(r) = affine_residual(&a.landmarks, &b.landmarks) {
+            residual.push(r / height);
+        }
+    }
+    MotionSummary {
+        pairs: displacement.len() as u32,
+        blinks: count_blinks(faces.iter().filter_map(|f| f.eyes_open)),
+        yaw_range: range(|f| f.pose.yaw),
+        pitch_range: range(|f| f.pose.pitch),
+        landmark_motion: median(&mut displacement).unwrap_or(0.0),
+        non_rigid_motion: median(&mut residual).unwrap_or(0.0),
+    }
+}
+
+/// Closures of open eyes: a value under `EYES_CLOSED_BELOW` after one over `EYES_OPEN_ABOVE`.
+fn count_blinks(eyes_open: impl Iterator<Item = f32>) -> u32 {
+    let mut seen_open = false;
+    let mut blinks = 0;
+    for p in eyes_open {
+        if p > EYES_OPEN_ABOVE {
+            seen_open = true;
+        } else if p < EYES_CLOSED_BELOW && seen_open {
+            blinks += 1;
+            seen_open = false;
+        }
+    }
+    blinks
+}
+
+fn median(values: &mut [f32]) -> Option<f32> {
+    values.sort_by(f32::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
 /// Host-computed aggregates over frames (see `frame-summary` in wit/policy.wit).
-pub fn summarize(frames: &[Frame]) -> FrameSummary {
+pub fn summarize(frames: &[Frame], motion: MotionSummary) -> FrameSummary {
     let mut similarities: Vec<f32> = frames.iter().filter_map(|f| f.faces.first().map(|p| p.similarity)).collect();
     similarities.sort_by(f32::total_cmp);
     let single = frames
         .iter()
         .filter(|f| !f.faces.is_empty() && f.faces.iter().skip(1).all(|o| o.relative_size < SECOND_FACE_RELATIVE_SIZE))
         .count();
-    let median = match similarities.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(similarities[n / 2]),
-        n => Some((similarities[n / 2 - 1] + similarities[n / 2]) / 2.0),
-    };
+    let median = median(&mut similarities.clone());
     FrameSummary {
         frames: frames.len() as u32,
         frames_with_face: similarities.len() as u32,
@@ -49,6 +120,7 @@ pub fn summarize(frames: &[Frame]) -> FrameSummary {
         best_similarity: similarities.last().copied(),
         median_similarity: median,
         worst_similarity: similarities.first().copied(),
+        motion,
     }
 }
 
@@ -66,6 +138,7 @@ mod tests {
             pose: HeadPose { yaw: 0.0, pitch: 0.0, roll: 0.0 },
             similarity,
             liveness: None,
+            eyes_open: None,
         }
     }
 
@@ -77,10 +150,21 @@ mod tests {
             Frame { timestamp_ms: 200, faces: vec![face(100.0, 1.0, 0.2), face(80.0, 0.8, 0.9)] },
             Frame { timestamp_ms: 300, faces: vec![face(100.0, 1.0, 0.5), face(20.0, 0.2, 0.1)] },
         ];
-        let s = summarize(&frames);
+        let s = summarize(&frames, NO_MOTION);
         assert_eq!((s.frames, s.frames_with_face, s.frames_with_single_face), (4, 3, 2));
         assert_eq!((s.best_similarity, s.median_similarity, s.worst_similarity), (Some(0.7), Some(0.5), Some(0.2)));
-        let empty = summarize(&[Frame { timestamp_ms: 0, faces: vec![] }]);
+        let empty = summarize(&[Frame { timestamp_ms: 0, faces: vec![] }], NO_MOTION);
         assert_eq!((empty.frames_with_face, empty.median_similarity), (0, None));
+    }
+
+    #[test]
+    fn blinks_need_open_eyes_before_the_closure() {
+        let count = |v: &[f32]| count_blinks(v.iter().copied());
+        assert_eq!(count(&[0.9, 0.1, 0.9, 0.95, 0.2, 0.8]), 2);
+        // Closed from the start, or hovering around 0.5: no blink.
+        assert_eq!(count(&[0.1, 0.1, 0.9]), 0);
+        assert_eq!(count(&[0.6, 0.4, 0.6, 0.35, 0.65]), 0);
+        // One long closure is one blink.
+        assert_eq!(count(&[0.9, 0.1, 0.05, 0.2, 0.9]), 1);
     }
 }

@@ -2,6 +2,8 @@
 //! The HTTP layer and the CLI tools both call these.
 
 mod evidence;
+pub mod replay;
+pub mod stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,14 +11,16 @@ use std::sync::Arc;
 use crate::config::EngineConfig;
 use crate::media::video::{self, VideoLimits};
 use crate::media::{self, DecodeLimits, MediaError};
+use crate::policy::router::{PolicyRouter, Route, RouterError, Variant};
 use crate::policy::{
-    AuthenticateEvidence, Decision, EnrollEvidence, Frame, ImageSize, LoadedPolicy, MediaKind, PolicyError,
-    PolicyLimits, PolicyRuntime,
+    AuthenticateEvidence, Decision, EnrollEvidence, Frame, ImageSize, MediaKind, PolicyError, PolicyLimits,
+    PolicyRuntime,
 };
-use crate::store::{StoreError, UserStore};
-use crate::vision::{AnalyzedFace, FaceAnalyzer, ModelFiles, VisionError, VisionPool};
+use crate::store::audit::{AuditLog, DecisionRecord, Endpoint};
+use crate::store::{StoreError, UserStore, now_ms};
+use crate::vision::{AnalyzedFace, FaceAnalyzer, FaceEmbedding, ModelFiles, VisionError, VisionPool};
 
-pub use evidence::{faces as face_evidence, summarize as summarize_frames};
+pub use evidence::{NO_MOTION, faces as face_evidence, motion as motion_summary, summarize as summarize_frames};
 
 /// Longest accepted username, in bytes.
 pub const MAX_USERNAME_BYTES: usize = 128;
@@ -82,12 +86,14 @@ pub enum InitError {
     Vision(#[from] VisionError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Router(#[from] RouterError),
 }
 
-/// The face engine without storage: models and policy. Tools use it alone.
+/// The face engine without storage: models and policies. Tools use it alone.
 pub struct FaceEngine {
     vision: VisionPool,
-    policy: Arc<LoadedPolicy>,
+    router: Arc<PolicyRouter>,
     models: ModelFiles,
     onnxruntime_lib: PathBuf,
     decode_limits: DecodeLimits,
@@ -97,7 +103,8 @@ pub struct FaceEngine {
 }
 
 impl FaceEngine {
-    /// Loads ONNX Runtime, verifies and loads the models, compiles and self-checks the policy.
+    /// Loads ONNX Runtime, verifies and loads the models, compiles and self-checks the
+    /// policies (one `--policy`, or the variants of `--policy-dir`).
     pub fn init(config: &EngineConfig) -> Result<Self, InitError> {
         let lib = config.onnxruntime_lib().ok_or(InitError::OnnxRuntimeMissing)?;
         let env = crate::vision::onnx_environment(&lib)
@@ -110,14 +117,16 @@ impl FaceEngine {
             memory_bytes: config.policy_memory_mib * 1024 * 1024,
             ..PolicyLimits::default()
         })?;
-        let policy = Arc::new(runtime.load(&config.policy())?);
-        // Liveness inference only runs for a policy that asks for it.
-        let with_liveness = policy.info().requires_liveness;
-        let analyzers =
-            (0..workers).map(|_| FaceAnalyzer::load(&env, &models, with_liveness)).collect::<Result<Vec<_>, _>>()?;
+        let router = Arc::new(match &config.policy_dir {
+            Some(dir) => PolicyRouter::from_dir(runtime, dir)?,
+            None => PolicyRouter::single(runtime, &config.policy())?,
+        });
+        // The liveness models are loaded always (a variant that needs them can be
+        // swapped in at run time) but run only for requests whose policies read them.
+        let analyzers = (0..workers).map(|_| FaceAnalyzer::load(&env, &models, true)).collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             vision: VisionPool::new(analyzers, config.max_queued, config.min_face_px),
-            policy,
+            router,
             models,
             onnxruntime_lib: lib,
             decode_limits: DecodeLimits::default(),
@@ -126,8 +135,16 @@ impl FaceEngine {
         })
     }
 
-    pub fn policy(&self) -> &LoadedPolicy {
-        &self.policy
+    pub fn router(&self) -> &Arc<PolicyRouter> {
+        &self.router
+    }
+
+    /// The variants `username` meets now (fail closed when none can answer).
+    pub fn route(&self, username: &str) -> Result<Route, UseCaseError> {
+        self.router
+            .current()
+            .route(username)
+            .ok_or_else(|| UseCaseError::Policy(PolicyError::InvalidDecision("no policy variant can answer".into())))
     }
 
     pub fn models(&self) -> &ModelFiles {
@@ -138,27 +155,38 @@ impl FaceEngine {
         &self.onnxruntime_lib
     }
 
-    /// Analyses a still image or, for a video, a bounded sample of its frames.
-    pub async fn analyze_media(&self, bytes: Vec<u8>) -> Result<AnalyzedMedia, UseCaseError> {
+    /// Analyses a still image or, for a video, a bounded sample of its frames; the
+    /// liveness measures only `with_liveness`.
+    pub async fn analyze_media(&self, bytes: Vec<u8>, with_liveness: bool) -> Result<AnalyzedMedia, UseCaseError> {
         if !video::is_video(&bytes) {
-            let (image, faces) = self.analyze_upload(bytes).await?;
+            let (image, faces) = self.analyze_image(bytes, with_liveness).await?;
             return Ok(AnalyzedMedia { kind: MediaKind::Image, image, frames: vec![(0, faces)] });
         }
-        let sampled = video::sample_frames(bytes, &self.video_limits).await?;
+        // Blinks and movement need denser frames than matching does.
+        let max_frames = if with_liveness { self.video_limits.liveness_frames } else { self.video_limits.max_frames };
+        let sampled = video::sample_frames(bytes, &self.video_limits, max_frames).await?;
         let image = sampled
             .first()
             .map(|f| ImageSize { width: f.pixels.width(), height: f.pixels.height() })
             .unwrap_or(ImageSize { width: 0, height: 0 });
         let mut frames = Vec::with_capacity(sampled.len());
         for frame in sampled {
-            let faces = self.vision.analyze(Arc::new(frame.pixels)).await?;
+            let faces = self.vision.analyze(Arc::new(frame.pixels), with_liveness).await?;
             frames.push((frame.timestamp_ms, faces));
         }
         Ok(AnalyzedMedia { kind: MediaKind::Video, image, frames })
     }
 
-    /// Decodes a still image and analyses every face in it.
+    /// Decodes a still image (an ID document) and analyses every face in it.
     pub async fn analyze_upload(&self, bytes: Vec<u8>) -> Result<(ImageSize, Vec<AnalyzedFace>), UseCaseError> {
+        self.analyze_image(bytes, false).await
+    }
+
+    async fn analyze_image(
+        &self,
+        bytes: Vec<u8>,
+        with_liveness: bool,
+    ) -> Result<(ImageSize, Vec<AnalyzedFace>), UseCaseError> {
         if video::is_video(&bytes) {
             // An ID document is a photo or a scan.
             return Err(MediaError::UnsupportedFormat.into());
@@ -168,7 +196,7 @@ impl FaceEngine {
             .await
             .map_err(|e| UseCaseError::Vision(VisionError::Inference(format!("decoder task failed: {e}"))))??;
         let size = ImageSize { width: decoded.pixels.width(), height: decoded.pixels.height() };
-        let faces = self.vision.analyze(Arc::new(decoded.pixels)).await?;
+        let faces = self.vision.analyze(Arc::new(decoded.pixels), with_liveness).await?;
         Ok((size, faces))
     }
 }
@@ -181,10 +209,30 @@ pub struct AnalyzedMedia {
     pub frames: Vec<(u32, Vec<AnalyzedFace>)>,
 }
 
-/// The service: engine plus store.
+impl AnalyzedMedia {
+    /// The policy's evidence: similarities to `template`, or, without one, to each
+    /// frame's own primary face (tools that measure liveness alone).
+    pub fn evidence(&self, template: Option<&FaceEmbedding>) -> AuthenticateEvidence {
+        let frames: Vec<Frame> = self
+            .frames
+            .iter()
+            .map(|(timestamp_ms, faces)| Frame {
+                timestamp_ms: *timestamp_ms,
+                faces: face_evidence(faces, self.image, template),
+            })
+            .collect();
+        let primaries: Vec<Option<&AnalyzedFace>> = self.frames.iter().map(|(_, faces)| faces.first()).collect();
+        let summary = summarize_frames(&frames, motion_summary(&primaries));
+        AuthenticateEvidence { media: self.kind, image: self.image, frames, summary }
+    }
+}
+
+/// The service: engine, store, audit log and decision counters.
 pub struct FaceAuth {
     pub engine: FaceEngine,
     pub store: UserStore,
+    pub audit: AuditLog,
+    pub metrics: Arc<stats::DecisionMetrics>,
 }
 
 /// Checks a username and returns it as stored (surrounding whitespace removed).
@@ -199,16 +247,91 @@ pub fn validate_username(raw: &str) -> Result<&str, UseCaseError> {
     }
 }
 
+/// Evidence of either use case, as the policies receive it.
+#[derive(Clone)]
+enum Evidence {
+    Enroll(EnrollEvidence),
+    Authenticate(AuthenticateEvidence),
+}
+
+impl Evidence {
+    fn endpoint(&self) -> Endpoint {
+        match self {
+            Evidence::Enroll(_) => Endpoint::Enroll,
+            Evidence::Authenticate(_) => Endpoint::Authenticate,
+        }
+    }
+
+    fn to_json(&self) -> String {
+        let json = match self {
+            Evidence::Enroll(e) => serde_json::to_string(e),
+            Evidence::Authenticate(e) => serde_json::to_string(e),
+        };
+        json.unwrap_or_else(|e| format!("{{\"unserializable\":\"{e}\"}}"))
+    }
+}
+
+/// A decision made, with what the audit log records of it.
+struct Decided {
+    decision: Result<Decision, PolicyError>,
+    policy_ms: f64,
+}
+
+async fn decide(variant: &Variant, evidence: &Evidence) -> Decided {
+    let started = std::time::Instant::now();
+    let decision = match evidence.clone() {
+        Evidence::Enroll(e) => variant.policy.decide_enroll(e).await,
+        Evidence::Authenticate(e) => variant.policy.decide_authenticate(e).await,
+    };
+    Decided { decision, policy_ms: started.elapsed().as_secs_f64() * 1000.0 }
+}
+
+impl DecisionRecord {
+    /// This record with `variant`'s decision in it.
+    fn with_outcome(self, variant: &Variant, decided: &Decided, shadow: bool) -> Self {
+        let (approved, reason, score) = match &decided.decision {
+            Ok(d) => (d.approved, d.reason.clone(), d.score.map(f64::from)),
+            // Recorded as what a client sees of a failed policy: fail closed.
+            Err(e) => (false, format!("POLICY_ERROR: {e}"), None),
+        };
+        DecisionRecord {
+            variant: variant.name.clone(),
+            policy: variant.policy_label(),
+            shadow,
+            approved,
+            reason,
+            score,
+            policy_ms: decided.policy_ms,
+            at_ms: if shadow { now_ms() } else { self.at_ms },
+            ..self
+        }
+    }
+}
+
+/// Timing of one request, for the audit log.
+struct Timing {
+    started: std::time::Instant,
+    analysis_ms: f64,
+}
+
 impl FaceAuth {
+    pub fn new(engine: FaceEngine, store: UserStore) -> Self {
+        let audit = store.audit_log();
+        Self { engine, store, audit, metrics: Arc::default() }
+    }
+
     pub async fn enroll(&self, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
+        let started = std::time::Instant::now();
         let username = validate_username(username)?;
         // Cheap early answer; the primary key still decides under a race.
         if self.store.find(username).await?.is_some() {
             return Err(UseCaseError::DuplicateUsername);
         }
+        let route = self.engine.route(username)?;
         let (image, analyzed) = self.engine.analyze_upload(upload).await?;
-        let evidence = EnrollEvidence { image, faces: face_evidence(&analyzed, image, None) };
-        let decision = self.engine.policy.decide_enroll(evidence).await?;
+        let timing = Timing { started, analysis_ms: started.elapsed().as_secs_f64() * 1000.0 };
+        let evidence = Evidence::Enroll(EnrollEvidence { image, faces: face_evidence(&analyzed, image, None) });
+        let decision = self.decide_and_record(username, &route, evidence, timing).await?;
         if decision.approved {
             // The policy approved evidence with a face, so there is a primary one.
             let primary = analyzed.first().ok_or_else(|| {
@@ -220,28 +343,79 @@ impl FaceAuth {
     }
 
     pub async fn authenticate(&self, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
+        let started = std::time::Instant::now();
         let username = validate_username(username)?;
         let user = self.store.find(username).await?.ok_or(UseCaseError::UnknownUser)?;
         if user.model_version != self.engine.models.embedding_model_version {
             return Err(UseCaseError::OutdatedTemplate(user.model_version));
         }
-        let media = self.engine.analyze_media(upload).await?;
-        let frames: Vec<Frame> = media
-            .frames
-            .iter()
-            .map(|(timestamp_ms, faces)| Frame {
-                timestamp_ms: *timestamp_ms,
-                faces: face_evidence(faces, media.image, Some(&user.embedding)),
-            })
-            .collect();
-        let summary = summarize_frames(&frames);
-        let evidence = AuthenticateEvidence { media: media.kind, image: media.image, frames, summary };
-        Ok(self.engine.policy.decide_authenticate(evidence).await?)
+        // The route is taken once: a policy swap during the analysis does not change
+        // which variants decide this request.
+        let route = self.engine.route(username)?;
+        let media = self.engine.analyze_media(upload, route.requires_liveness()).await?;
+        let timing = Timing { started, analysis_ms: started.elapsed().as_secs_f64() * 1000.0 };
+        let evidence = Evidence::Authenticate(media.evidence(Some(&user.embedding)));
+        self.decide_and_record(username, &route, evidence, timing).await
+    }
+
+    /// The answering variant decides and its decision is recorded; then, off the
+    /// request's path, each shadow decides on the same evidence and is recorded.
+    async fn decide_and_record(
+        &self,
+        username: &str,
+        route: &Route,
+        evidence: Evidence,
+        timing: Timing,
+    ) -> Result<Decision, UseCaseError> {
+        let decided = decide(&route.answer, &evidence).await;
+        let answer = DecisionRecord {
+            request_id: request_id(),
+            at_ms: now_ms(),
+            username: username.to_string(),
+            endpoint: evidence.endpoint(),
+            variant: String::new(),
+            policy: String::new(),
+            shadow: false,
+            approved: false,
+            reason: String::new(),
+            score: None,
+            evidence: evidence.to_json(),
+            analysis_ms: timing.analysis_ms,
+            policy_ms: 0.0,
+            total_ms: timing.started.elapsed().as_secs_f64() * 1000.0,
+        }
+        .with_outcome(&route.answer, &decided, false);
+        self.metrics.observe(&answer);
+        if let Err(e) = self.audit.record(&answer).await {
+            // The decision stands; losing its audit row is logged loudly.
+            tracing::error!(error = %e, request_id = %answer.request_id, "audit log write failed");
+        }
+        if !route.shadows.is_empty() {
+            let (audit, metrics, shadows) = (self.audit.clone(), self.metrics.clone(), route.shadows.clone());
+            tokio::spawn(async move {
+                for variant in &shadows {
+                    let decided = decide(variant, &evidence).await;
+                    let record = answer.clone().with_outcome(variant, &decided, true);
+                    metrics.observe(&record);
+                    if let Err(e) = audit.record(&record).await {
+                        tracing::error!(error = %e, variant = %variant.name, "audit log write of a shadow failed");
+                    }
+                }
+            });
+        }
+        Ok(decided.decision?)
     }
 
     pub async fn reset(&self) -> Result<u64, UseCaseError> {
         Ok(self.store.reset().await?)
     }
+}
+
+/// A unique id per request, shared by its answer and shadow records.
+fn request_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:x}-{:x}-{n:x}", now_ms(), std::process::id())
 }
 
 #[cfg(test)]

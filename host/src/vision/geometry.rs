@@ -309,6 +309,68 @@ pub fn estimate_pose(landmarks: &[Point; 68]) -> HeadPose {
     HeadPose { yaw: yaw.to_degrees(), pitch: pitch.to_degrees(), roll: roll.to_degrees() }
 }
 
+/// RMS distance between `dst` and the best affine (least squares) image of `src`,
+/// in the units of the points; `None` with fewer than 4 pairs or degenerate points.
+/// A flat picture moved in front of a camera maps (nearly) affinely from frame to
+/// frame; a real head turning does not.
+pub fn affine_residual(src: &[Point], dst: &[Point]) -> Option<f32> {
+    let n = src.len().min(dst.len());
+    if n < 4 {
+        return None;
+    }
+    // Centre the source for conditioning, in f64.
+    let (mx, my) = src[..n].iter().fold((0.0, 0.0), |(x, y), p| (x + p.x as f64, y + p.y as f64));
+    let (mx, my) = (mx / n as f64, my / n as f64);
+    // Normal equations of [x y 1] * [a b; c d; e f] = [x' y'].
+    let mut ata = [[0.0f64; 3]; 3];
+    let mut atb = [[0.0f64; 2]; 3];
+    for (s, d) in src[..n].iter().zip(&dst[..n]) {
+        let row = [s.x as f64 - mx, s.y as f64 - my, 1.0];
+        for i in 0..3 {
+            for j in 0..3 {
+                ata[i][j] += row[i] * row[j];
+            }
+            atb[i][0] += row[i] * d.x as f64;
+            atb[i][1] += row[i] * d.y as f64;
+        }
+    }
+    let solution = solve3(ata, atb)?;
+    let squared: f64 = src[..n]
+        .iter()
+        .zip(&dst[..n])
+        .map(|(s, d)| {
+            let (x, y) = (s.x as f64 - mx, s.y as f64 - my);
+            let px = x * solution[0][0] + y * solution[1][0] + solution[2][0];
+            let py = x * solution[0][1] + y * solution[1][1] + solution[2][1];
+            (px - d.x as f64).powi(2) + (py - d.y as f64).powi(2)
+        })
+        .sum();
+    Some((squared / n as f64).sqrt() as f32)
+}
+
+/// Solves `a * x = b` for a 3x3 `a` and two right-hand sides (Cramer's rule).
+fn solve3(a: [[f64; 3]; 3], b: [[f64; 2]; 3]) -> Option<[[f64; 2]; 3]> {
+    let det = |m: [[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(a);
+    if !d.is_finite() || d.abs() < 1e-9 {
+        return None;
+    }
+    let mut x = [[0.0; 2]; 3];
+    for col in 0..2 {
+        for unknown in 0..3 {
+            let mut m = a;
+            for row in 0..3 {
+                m[row][unknown] = b[row][col];
+            }
+            x[unknown][col] = det(m) / d;
+        }
+    }
+    Some(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,5 +443,18 @@ mod tests {
         let flat = RgbImage::from_pixel(32, 32, image::Rgb([128; 3]));
         assert!(laplacian_variance(&sharp) > 1000.0);
         assert_eq!(laplacian_variance(&flat), 0.0);
+    }
+
+    #[test]
+    fn affine_residual_is_zero_for_an_affine_map_and_not_for_a_bend() {
+        let src: Vec<Point> = (0..20).map(|i| Point { x: (i % 5) as f32 * 10.0, y: (i / 5) as f32 * 7.0 }).collect();
+        let sheared: Vec<Point> =
+            src.iter().map(|p| Point { x: 1.2 * p.x + 0.3 * p.y + 5.0, y: -0.1 * p.x + 0.9 * p.y - 2.0 }).collect();
+        assert!(affine_residual(&src, &sheared).expect("fit") < 1e-3);
+        let bent: Vec<Point> = src.iter().map(|p| Point { x: p.x + 0.02 * p.y * p.y, y: p.y }).collect();
+        assert!(affine_residual(&src, &bent).expect("fit") > 0.1);
+        assert!(affine_residual(&src[..3], &sheared[..3]).is_none());
+        let collapsed = vec![Point { x: 1.0, y: 1.0 }; 10];
+        assert!(affine_residual(&collapsed, &collapsed).is_none());
     }
 }

@@ -83,6 +83,8 @@ pub struct AnalyzedFace {
     pub embedding: FaceEmbedding,
     /// Fused live probability, when liveness models are loaded.
     pub liveness: Option<f32>,
+    /// Probability that both eyes are open, when liveness models are loaded.
+    pub eyes_open: Option<f32>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -53,6 +53,12 @@ const LIVENESS_V1SE: ModelSpec = ModelSpec {
     file: "minifasnet_v1se_4.0.onnx",
     sha256: "abc29f2dc50a01a51a85a372466dfe382d5e1359e4263b6049f36695326f3fe5",
 };
+const EYE_STATE: ModelSpec =
+    ModelSpec { file: "fr_eye.onnx", sha256: "1afcea006abc1ccac3c517022abde0aa092bed74ff3c9fe6878483ef9e6e38de" };
+const EYE_SIDE: u32 = 24;
+/// Eye crop side relative to the eye's corner-to-corner width (the package's `padding_rate`).
+const EYE_CROP_SCALE: f32 = 1.6;
+
 /// Crop scales around the face box that the two liveness models were trained with.
 const LIVENESS_SCALES: [f32; 2] = [2.7, 4.0];
 const LIVENESS_SIDE: u32 = 80;
@@ -65,6 +71,8 @@ pub struct ModelFiles {
     pub embedder: PathBuf,
     /// MiniFASNet V2 (crop 2.7x) and V1SE (crop 4.0x).
     pub liveness: [PathBuf; 2],
+    /// Eye state (open / closed), a video liveness cue.
+    pub eye_state: PathBuf,
     /// Identifies the embedding space; templates from another model are not comparable.
     pub embedding_model_version: String,
 }
@@ -90,6 +98,7 @@ impl ModelFiles {
             landmarks: check(&LANDMARKS)?,
             embedder: check(&EMBEDDER)?,
             liveness: [check(&LIVENESS_V2)?, check(&LIVENESS_V1SE)?],
+            eye_state: check(&EYE_STATE)?,
             embedding_model_version: format!("fr_feature@{}", &EMBEDDER.sha256[..12]),
         })
     }
@@ -102,7 +111,13 @@ pub struct FaceAnalyzer {
     landmarks: Session,
     embedder: Session,
     /// Loaded only when the policy requires liveness.
-    liveness: Option<[Session; 2]>,
+    liveness: Option<LivenessModels>,
+}
+
+struct LivenessModels {
+    /// MiniFASNet V2 and V1SE, in the order of `LIVENESS_SCALES`.
+    passive: [Session; 2],
+    eye_state: Session,
 }
 
 fn load_session(env: &Environment, path: &Path) -> Result<Session, VisionError> {
@@ -115,7 +130,10 @@ fn load_session(env: &Environment, path: &Path) -> Result<Session, VisionError> 
 impl FaceAnalyzer {
     pub fn load(env: &Environment, files: &ModelFiles, with_liveness: bool) -> Result<Self, VisionError> {
         let liveness = if with_liveness {
-            Some([load_session(env, &files.liveness[0])?, load_session(env, &files.liveness[1])?])
+            Some(LivenessModels {
+                passive: [load_session(env, &files.liveness[0])?, load_session(env, &files.liveness[1])?],
+                eye_state: load_session(env, &files.eye_state)?,
+            })
         } else {
             None
         };
@@ -127,14 +145,20 @@ impl FaceAnalyzer {
         })
     }
 
-    /// Every face in the picture (largest first, at most `MAX_FACES`), fully measured.
-    pub fn analyze(&mut self, image: &RgbImage, min_face_px: f32) -> Result<Vec<AnalyzedFace>, VisionError> {
+    /// Every face in the picture (largest first, at most `MAX_FACES`), fully measured;
+    /// liveness and eye state only when asked for (and loaded).
+    pub fn analyze(
+        &mut self,
+        image: &RgbImage,
+        min_face_px: f32,
+        with_liveness: bool,
+    ) -> Result<Vec<AnalyzedFace>, VisionError> {
         let mut detections = self.detect(image, min_face_px)?;
         detections.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
         detections.truncate(MAX_FACES);
         let mut faces = Vec::with_capacity(detections.len());
         for detection in detections {
-            if let Some(face) = self.measure(image, detection)? {
+            if let Some(face) = self.measure(image, detection, with_liveness)? {
                 faces.push(face);
             }
         }
@@ -246,7 +270,12 @@ impl FaceAnalyzer {
 
     /// Landmarks, alignment, quality and embedding of one detected face; `None` when
     /// the landmarks are degenerate (no alignment possible).
-    fn measure(&mut self, image: &RgbImage, detection: Detection) -> Result<Option<AnalyzedFace>, VisionError> {
+    fn measure(
+        &mut self,
+        image: &RgbImage,
+        detection: Detection,
+        with_liveness: bool,
+    ) -> Result<Option<AnalyzedFace>, VisionError> {
         let landmarks = self.landmarks(image, &detection.bbox)?;
         let Some(transform) = robust_similarity_transform(&five_points(&landmarks), &TEMPLATE_112, ALIGN_INLIER_PX)
         else {
@@ -258,9 +287,14 @@ impl FaceAnalyzer {
         let Some(embedding) = self.embed(&aligned)? else {
             return Ok(None);
         };
-        let liveness = self.liveness(image, &detection.bbox)?;
+        let (liveness, eyes_open) = if with_liveness {
+            (self.liveness(image, &detection.bbox)?, self.eyes_open(image, &landmarks)?)
+        } else {
+            (None, None)
+        };
         Ok(Some(AnalyzedFace {
             liveness,
+            eyes_open,
             bbox: detection.bbox,
             detector_score: detection.score,
             sharpness: geometry::laplacian_variance(&aligned),
@@ -299,7 +333,8 @@ impl FaceAnalyzer {
     /// liveness models are not loaded. Each model sees the box scaled by its crop
     /// scale around the centre, kept inside the image, resized to 80x80, BGR 0-255.
     pub fn liveness(&mut self, image: &RgbImage, bbox: &BoundingBox) -> Result<Option<f32>, VisionError> {
-        let Some(sessions) = self.liveness.as_mut() else { return Ok(None) };
+        let Some(models) = self.liveness.as_mut() else { return Ok(None) };
+        let sessions = &mut models.passive;
         let (w, h) = (image.width() as f32, image.height() as f32);
         let (bw, bh) = (bbox.width().max(1.0), bbox.height().max(1.0));
         let side = LIVENESS_SIDE as usize;
@@ -333,6 +368,39 @@ impl FaceAnalyzer {
             live += probabilities.get(1).copied().unwrap_or(0.0);
         }
         Ok(Some((live / LIVENESS_SCALES.len() as f32).clamp(0.0, 1.0)))
+    }
+
+    /// Probability that the eyes are open: the larger of the two eyes' (a blink shuts
+    /// both; one eye in shadow or turned away must not read as shut); `None` when the
+    /// liveness models are not loaded. Each eye: a square crop 1.6x its corner-to-corner
+    /// width around the mean of its four lid landmarks, grey, 24x24, `px/255`; output
+    /// class 1 is "open" (checked on open-eyed photos and on frames of real blinks).
+    pub fn eyes_open(&mut self, image: &RgbImage, landmarks: &[Point; 68]) -> Result<Option<f32>, VisionError> {
+        let Some(models) = self.liveness.as_mut() else { return Ok(None) };
+        let side = EYE_SIDE as usize;
+        let mut open: f32 = 0.0;
+        // (lid points, corners) of each eye in the 68-point scheme.
+        for (lids, corners) in [([37, 38, 40, 41], [36, 39]), ([43, 44, 46, 47], [42, 45])] {
+            let cx = lids.iter().map(|&i| landmarks[i].x).sum::<f32>() / 4.0;
+            let cy = lids.iter().map(|&i| landmarks[i].y).sum::<f32>() / 4.0;
+            let width = (landmarks[corners[1]].x - landmarks[corners[0]].x).abs() * EYE_CROP_SCALE;
+            let crop_side = width.max(2.0);
+            let x0 = (cx - crop_side / 2.0).clamp(0.0, image.width().saturating_sub(1) as f32) as u32;
+            let y0 = (cy - crop_side / 2.0).clamp(0.0, image.height().saturating_sub(1) as f32) as u32;
+            let cw = (crop_side as u32).clamp(1, image.width() - x0);
+            let ch = (crop_side as u32).clamp(1, image.height() - y0);
+            let crop = image::imageops::crop_imm(image, x0, y0, cw, ch).to_image();
+            let crop = image::imageops::resize(&crop, EYE_SIDE, EYE_SIDE, FilterType::Triangle);
+            let input: Vec<f32> = crop.pixels().map(|p| geometry::luma(p) / 255.0).collect();
+            let outputs = models
+                .eye_state
+                .run(ort::inputs!["input" => TensorRef::from_array_view(([1usize, 1, side, side], &input[..]))?])?;
+            let (_, logits) = outputs["output"].try_extract_tensor::<f32>()?;
+            let [closed, opened] = [logits.first().copied().unwrap_or(0.0), logits.get(1).copied().unwrap_or(0.0)];
+            // Softmax of two logits.
+            open = open.max(1.0 / (1.0 + (closed - opened).exp()));
+        }
+        Ok(Some(open.clamp(0.0, 1.0)))
     }
 
     /// Embedding of an aligned 112x112 RGB face.

@@ -41,8 +41,8 @@ impl VisionPool {
         }
     }
 
-    /// Analyses every face of one picture.
-    pub async fn analyze(&self, image: Arc<RgbImage>) -> Result<Vec<AnalyzedFace>, VisionError> {
+    /// Analyses every face of one picture (with the liveness measures if asked).
+    pub async fn analyze(&self, image: Arc<RgbImage>, with_liveness: bool) -> Result<Vec<AnalyzedFace>, VisionError> {
         let _admitted = self.admission.clone().try_acquire_owned().map_err(|_| VisionError::Busy)?;
         let _worker = self.workers.clone().acquire_owned().await.map_err(|_| VisionError::Busy)?;
         let idle = self.idle.clone();
@@ -51,7 +51,7 @@ impl VisionPool {
             let analyzer = idle.lock().ok().and_then(|mut v| v.pop());
             let mut checkout = Checkout { analyzer, idle };
             match checkout.analyzer.as_mut() {
-                Some(a) => a.analyze(&image, min_face_px),
+                Some(a) => a.analyze(&image, min_face_px, with_liveness),
                 None => Err(VisionError::Inference("no idle face analyzer (a previous job crashed)".into())),
             }
         })

@@ -4,21 +4,30 @@
 //! `faceauth_policy_sdk::standard` so that other policies can reuse them.
 
 use faceauth_policy_sdk::standard::{self, Thresholds};
-use faceauth_policy_sdk::{AuthenticateEvidence, Decision, EnrollEvidence, Guest, PolicyInfo};
+use faceauth_policy_sdk::{AuthenticateEvidence, Decision, EnrollEvidence, Guest, Param, PolicyInfo};
 
 struct DefaultPolicy;
 
 impl Guest for DefaultPolicy {
     fn info() -> PolicyInfo {
-        PolicyInfo { name: "default".into(), version: env!("CARGO_PKG_VERSION").into(), requires_liveness: false }
+        PolicyInfo {
+            name: "default".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            requires_liveness: false,
+            params: Thresholds::DEFAULT.params(),
+        }
     }
 
-    fn decide_enroll(evidence: EnrollEvidence) -> Decision {
-        standard::decide_enroll(&evidence, &Thresholds::DEFAULT)
+    fn check_params(params: Vec<Param>) -> Result<(), String> {
+        Thresholds::from_params(&params).map(|_| ())
     }
 
-    fn decide_authenticate(evidence: AuthenticateEvidence) -> Decision {
-        standard::decide_authenticate(&evidence, &Thresholds::DEFAULT)
+    fn decide_enroll(params: Vec<Param>, evidence: EnrollEvidence) -> Decision {
+        standard::enroll_with_params(&params, &evidence)
+    }
+
+    fn decide_authenticate(params: Vec<Param>, evidence: AuthenticateEvidence) -> Decision {
+        standard::authenticate_with_params(&params, &evidence)
     }
 }
 
@@ -34,55 +43,76 @@ mod tests {
         &d.reason
     }
 
+    fn enroll_decision(evidence: EnrollEvidence) -> Decision {
+        DefaultPolicy::decide_enroll(DefaultPolicy::info().params, evidence)
+    }
+
+    fn auth_decision(evidence: AuthenticateEvidence) -> Decision {
+        DefaultPolicy::decide_authenticate(DefaultPolicy::info().params, evidence)
+    }
+
+    #[test]
+    fn a_variant_with_a_higher_threshold_rejects_what_the_default_accepts() {
+        let mut strict = DefaultPolicy::info().params;
+        strict.iter_mut().filter(|p| p.name == "match-threshold").for_each(|p| p.value = 0.75);
+        assert!(DefaultPolicy::check_params(strict.clone()).is_ok());
+        let evidence = || authenticate_image(vec![face(200.0, 0.7)]);
+        assert!(auth_decision(evidence()).approved);
+        assert_eq!(DefaultPolicy::decide_authenticate(strict, evidence()).reason, reasons::FACE_MISMATCH);
+        let mut broken = DefaultPolicy::info().params;
+        broken.retain(|p| p.name != "min-face-px");
+        assert!(DefaultPolicy::check_params(broken).is_err());
+    }
+
     #[test]
     fn enroll_accepts_one_good_face_and_a_small_ghost_portrait() {
-        let d = DefaultPolicy::decide_enroll(enroll(vec![face(120.0, 1.0), face(40.0, 0.1)]));
+        let d = enroll_decision(enroll(vec![face(120.0, 1.0), face(40.0, 0.1)]));
         assert!(d.approved, "{d:?}");
         // A ghost as large as the main portrait is fine when it is the same person.
-        let d = DefaultPolicy::decide_enroll(enroll(vec![face(120.0, 1.0), face(110.0, 0.8)]));
+        let d = enroll_decision(enroll(vec![face(120.0, 1.0), face(110.0, 0.8)]));
         assert!(d.approved, "{d:?}");
     }
 
     #[test]
     fn enroll_rejects_a_second_large_stranger_no_face_and_poor_faces() {
-        let d = DefaultPolicy::decide_enroll(enroll(vec![face(120.0, 1.0), face(100.0, 0.05)]));
+        let d = enroll_decision(enroll(vec![face(120.0, 1.0), face(100.0, 0.05)]));
         assert_eq!(reason(&d), reasons::MULTIPLE_FACES_DETECTED);
-        assert_eq!(reason(&DefaultPolicy::decide_enroll(enroll(vec![]))), reasons::NO_FACE_DETECTED);
-        assert_eq!(reason(&DefaultPolicy::decide_enroll(enroll(vec![face(30.0, 1.0)]))), reasons::FACE_TOO_SMALL);
+        assert_eq!(reason(&enroll_decision(enroll(vec![]))), reasons::NO_FACE_DETECTED);
+        assert_eq!(reason(&enroll_decision(enroll(vec![face(30.0, 1.0)]))), reasons::FACE_TOO_SMALL);
         let mut blurry = face(120.0, 1.0);
         blurry.sharpness = 5.0;
-        assert_eq!(reason(&DefaultPolicy::decide_enroll(enroll(vec![blurry]))), reasons::FACE_TOO_BLURRY);
+        assert_eq!(reason(&enroll_decision(enroll(vec![blurry]))), reasons::FACE_TOO_BLURRY);
         let mut profile = face(120.0, 1.0);
         profile.pose.yaw = 70.0;
-        assert_eq!(reason(&DefaultPolicy::decide_enroll(enroll(vec![profile]))), reasons::FACE_NOT_FRONTAL);
+        assert_eq!(reason(&enroll_decision(enroll(vec![profile]))), reasons::FACE_NOT_FRONTAL);
     }
 
     #[test]
     fn authenticate_matches_on_the_primary_face_only() {
-        let d = DefaultPolicy::decide_authenticate(authenticate_image(vec![face(200.0, 0.7)]));
+        let d = auth_decision(authenticate_image(vec![face(200.0, 0.7)]));
         assert!(d.approved);
         assert_eq!(d.score, Some(0.7));
-        let d = DefaultPolicy::decide_authenticate(authenticate_image(vec![face(200.0, 0.2)]));
+        let d = auth_decision(authenticate_image(vec![face(200.0, 0.2)]));
         assert_eq!(reason(&d), reasons::FACE_MISMATCH);
         assert_eq!(d.score, None);
         // The matching face is the second one: never pick the best match of several.
-        let d = DefaultPolicy::decide_authenticate(authenticate_image(vec![face(200.0, 0.1), face(180.0, 0.9)]));
+        let d = auth_decision(authenticate_image(vec![face(200.0, 0.1), face(180.0, 0.9)]));
         assert_eq!(reason(&d), reasons::MULTIPLE_FACES_DETECTED);
         // A small background face does not matter.
-        let d = DefaultPolicy::decide_authenticate(authenticate_image(vec![face(200.0, 0.7), face(40.0, 0.0)]));
+        let d = auth_decision(authenticate_image(vec![face(200.0, 0.7), face(40.0, 0.0)]));
         assert!(d.approved);
-        let d = DefaultPolicy::decide_authenticate(authenticate_image(vec![]));
+        let d = auth_decision(authenticate_image(vec![]));
         assert_eq!(reason(&d), reasons::NO_FACE_DETECTED);
     }
 
     #[test]
     fn a_video_must_show_the_same_person_in_every_frame() {
         let good = || vec![face(200.0, 0.7)];
-        let d = DefaultPolicy::decide_authenticate(authenticate_video(vec![good(), good(), good()]));
+        let d = auth_decision(authenticate_video(vec![good(), good(), good()]));
         assert!(d.approved, "{d:?}");
-        let d = DefaultPolicy::decide_authenticate(authenticate_video(vec![good(), vec![face(200.0, 0.1)], good()]));
+        let d = auth_decision(authenticate_video(vec![good(), vec![face(200.0, 0.1)], good()]));
         assert_eq!(reason(&d), reasons::FACE_MISMATCH);
-        let d = DefaultPolicy::decide_authenticate(authenticate_video(vec![good(), vec![], good()]));
+        let d = auth_decision(authenticate_video(vec![good(), vec![], good()]));
         assert_eq!(reason(&d), reasons::NO_FACE_DETECTED);
     }
 }

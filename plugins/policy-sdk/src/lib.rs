@@ -17,7 +17,7 @@ pub mod bindings {
 
 pub use bindings::faceauth::policy::types::{
     AuthenticateEvidence, Decision, EnrollEvidence, Face, FaceBox, Frame, FrameSummary, HeadPose, ImageSize, MediaKind,
-    PolicyInfo,
+    MotionSummary, Param, PolicyInfo,
 };
 pub use bindings::{Guest, export_policy};
 
@@ -33,6 +33,9 @@ pub mod reasons {
     pub const FACE_NOT_FRONTAL: &str = "FACE_NOT_FRONTAL";
     pub const FACE_MISMATCH: &str = "FACE_MISMATCH";
     pub const LIVENESS_CHECK_FAILED: &str = "LIVENESS_CHECK_FAILED";
+    /// A parameter set the policy's own `check-params` would refuse; the host never
+    /// sends one, so this marks a host bug rather than a user error.
+    pub const INVALID_POLICY_PARAMS: &str = "INVALID_POLICY_PARAMS";
     pub const ENROLLED_AS_USER: &str = "ENROLLED_AS_USER";
     pub const AUTHENTIFICATION_SUCCESS: &str = "AUTHENTIFICATION_SUCCESS";
 }
@@ -45,6 +48,26 @@ impl Decision {
     pub fn reject(reason: &str) -> Self {
         Decision { approved: false, reason: reason.to_string(), score: None }
     }
+}
+
+impl Param {
+    pub fn new(name: &str, value: f64) -> Self {
+        Param { name: name.to_string(), value }
+    }
+}
+
+/// The value of parameter `name` in a parameter set.
+pub fn param(params: &[Param], name: &str) -> Option<f64> {
+    params.iter().find(|p| p.name == name).map(|p| p.value)
+}
+
+/// Reads parameter `name` as an `f32` within `range`, or says why not.
+pub fn param_in(params: &[Param], name: &str, range: std::ops::RangeInclusive<f64>) -> Result<f32, String> {
+    let value = param(params, name).ok_or_else(|| format!("parameter {name} is missing"))?;
+    if !value.is_finite() || !range.contains(&value) {
+        return Err(format!("parameter {name} = {value} is outside {}..={}", range.start(), range.end()));
+    }
+    Ok(value as f32)
 }
 
 /// The primary face (the host sorts faces largest first) and the others.
@@ -103,6 +126,7 @@ pub mod testing {
             pose: HeadPose { yaw: 0.0, pitch: 0.0, roll: 0.0 },
             similarity,
             liveness: None,
+            eyes_open: None,
         }
     }
 
@@ -148,6 +172,14 @@ pub mod testing {
             best_similarity: sims.last().copied(),
             median_similarity: sims.get(sims.len() / 2).copied(),
             worst_similarity: sims.first().copied(),
+            motion: MotionSummary {
+                pairs: 0,
+                blinks: 0,
+                yaw_range: 0.0,
+                pitch_range: 0.0,
+                landmark_motion: 0.0,
+                non_rigid_motion: 0.0,
+            },
         };
         AuthenticateEvidence { media, image: ImageSize { width: 1000, height: 700 }, frames, summary }
     }

@@ -1,7 +1,9 @@
 //! The standard decisions (those of the shipped default policy), parameterised so
 //! other policies can reuse them with other thresholds or add checks after them.
 
-use crate::{AuthenticateEvidence, Decision, EnrollEvidence, Face, QualityGate, reasons, split_primary};
+use crate::{
+    AuthenticateEvidence, Decision, EnrollEvidence, Face, Param, QualityGate, param_in, reasons, split_primary,
+};
 
 /// Every threshold of the standard decisions.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +44,58 @@ impl Thresholds {
     };
 }
 
+impl Thresholds {
+    /// The thresholds as a parameter set (names as in `from_params`).
+    pub fn params(&self) -> Vec<Param> {
+        let q = &self.quality;
+        [
+            ("match-threshold", self.match_threshold),
+            ("min-face-px", q.min_face_px),
+            ("min-sharpness", q.min_sharpness),
+            ("max-abs-yaw", q.max_abs_yaw),
+            ("max-abs-pitch", q.max_abs_pitch),
+            ("ghost-max-relative-size", self.ghost_max_relative_size),
+            ("selfie-max-other-relative-size", self.selfie_max_other_relative_size),
+        ]
+        .into_iter()
+        // Rounded so 0.45f32 reads 0.45, not 0.449999988.
+        .map(|(name, value)| Param::new(name, (f64::from(value) * 1e6).round() / 1e6))
+        .collect()
+    }
+
+    /// Reads the thresholds from a complete parameter set (other names are ignored),
+    /// refusing values outside their meaningful range.
+    pub fn from_params(params: &[Param]) -> Result<Thresholds, String> {
+        Ok(Thresholds {
+            match_threshold: param_in(params, "match-threshold", -1.0..=1.0)?,
+            quality: QualityGate {
+                min_face_px: param_in(params, "min-face-px", 0.0..=4096.0)?,
+                min_sharpness: param_in(params, "min-sharpness", 0.0..=1e6)?,
+                max_abs_yaw: param_in(params, "max-abs-yaw", 0.0..=180.0)?,
+                max_abs_pitch: param_in(params, "max-abs-pitch", 0.0..=180.0)?,
+            },
+            ghost_max_relative_size: param_in(params, "ghost-max-relative-size", 0.0..=1.0)?,
+            selfie_max_other_relative_size: param_in(params, "selfie-max-other-relative-size", 0.0..=1.0)?,
+        })
+    }
+}
+
+/// `decide_enroll` with the thresholds read from `params`.
+pub fn enroll_with_params(params: &[Param], evidence: &EnrollEvidence) -> Decision {
+    match Thresholds::from_params(params) {
+        Ok(t) => decide_enroll(evidence, &t),
+        Err(_) => Decision::reject(reasons::INVALID_POLICY_PARAMS),
+    }
+}
+
+/// `decide_authenticate` with the thresholds read from `params`.
+pub fn authenticate_with_params(params: &[Param], evidence: &AuthenticateEvidence) -> Decision {
+    match Thresholds::from_params(params) {
+        Ok(t) => decide_authenticate(evidence, &t),
+        Err(_) => Decision::reject(reasons::INVALID_POLICY_PARAMS),
+    }
+}
+
 /// Enrollment: one main portrait of good quality; other faces only as ghost portraits.
 pub fn decide_enroll(evidence: &EnrollEvidence, t: &Thresholds) -> Decision {
     let Some((primary, others)) = split_primary(&evidence.faces) else {
@@ -79,5 +133,25 @@ pub fn decide_authenticate(evidence: &AuthenticateEvidence, t: &Thresholds) -> D
         Some(score) if score >= t.match_threshold => Decision::approve(reasons::AUTHENTIFICATION_SUCCESS, Some(score)),
         Some(_) => Decision::reject(reasons::FACE_MISMATCH),
         None => Decision::reject(reasons::NO_FACE_DETECTED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_roundtrip_through_params_and_ranges_are_checked() {
+        let params = Thresholds::DEFAULT.params();
+        let back = Thresholds::from_params(&params).expect("defaults are valid");
+        assert_eq!(back.match_threshold, Thresholds::DEFAULT.match_threshold);
+        assert_eq!(back.quality.min_face_px, Thresholds::DEFAULT.quality.min_face_px);
+        let mut bad = params.clone();
+        bad[0].value = 2.0;
+        assert!(Thresholds::from_params(&bad).unwrap_err().contains("match-threshold"));
+        assert!(Thresholds::from_params(&params[1..]).unwrap_err().contains("missing"));
+        let mut nan = params;
+        nan[2].value = f64::NAN;
+        assert!(Thresholds::from_params(&nan).is_err());
     }
 }

@@ -1,0 +1,203 @@
+//! The policy catalog: `policies.toml` in the policy directory says which variants
+//! run. A variant is a component (a `.wasm` file beside the catalog) with a
+//! parameter set, a weight in the A/B split, or a shadow role.
+//!
+//! ```toml
+//! # Changing it starts a new experiment: users are assigned to variants afresh.
+//! experiment = "2026-11-threshold"
+//!
+//! [[variant]]
+//! name = "default"
+//! component = "default_policy.wasm"
+//! weight = 90
+//!
+//! [[variant]]
+//! name = "default-0.50"
+//! component = "default_policy.wasm"
+//! weight = 10
+//! params = { match-threshold = 0.50 }
+//!
+//! [[variant]]
+//! name = "liveness"
+//! component = "liveness_policy.wasm"
+//! shadow = true
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the catalog inside the policy directory.
+pub const CATALOG_FILE: &str = "policies.toml";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    /// Salt of the sticky A/B assignment.
+    #[serde(default)]
+    pub experiment: String,
+    #[serde(default, rename = "variant")]
+    pub variants: Vec<VariantSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    /// Recorded on every decision; letters, digits, `.`, `_`, `-`.
+    pub name: String,
+    /// File name of the component, inside the policy directory.
+    pub component: String,
+    /// Share of the users this variant answers (relative to the other weights).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub weight: u32,
+    /// Runs after the answer on the same evidence; recorded, never answers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
+    /// Overrides of the component's declared parameters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, f64>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{path} is not a valid catalog: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid catalog: {0}")]
+    Invalid(String),
+}
+
+/// A name usable for a variant or a component file.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Catalog {
+    pub fn read(dir: &Path) -> Result<Self, CatalogError> {
+        let path = dir.join(CATALOG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| CatalogError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        let catalog: Catalog = toml::from_str(&text)
+            .map_err(|e| CatalogError::Parse { path: path.display().to_string(), message: e.to_string() })?;
+        catalog.validate()?;
+        Ok(catalog)
+    }
+
+    /// Writes the catalog atomically (a temporary file renamed over the old one), so
+    /// the directory watcher never reads half a file.
+    pub fn write(&self, dir: &Path) -> Result<(), CatalogError> {
+        self.validate()?;
+        let text = toml::to_string_pretty(self).map_err(|e| CatalogError::Invalid(e.to_string()))?;
+        write_atomically(dir, CATALOG_FILE, text.as_bytes())
+            .map(|_| ())
+            .map_err(|e| CatalogError::Read { path: dir.join(CATALOG_FILE).display().to_string(), message: e })
+    }
+
+    /// Structural rules; whether the components load is checked when they are built.
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for v in &self.variants {
+            if !valid_name(&v.name) {
+                return Err(CatalogError::Invalid(format!("variant name {:?} (use letters, digits, . _ -)", v.name)));
+            }
+            if !seen.insert(v.name.as_str()) {
+                return Err(CatalogError::Invalid(format!("variant {} appears twice", v.name)));
+            }
+            if !is_plain_file_name(&v.component) {
+                return Err(CatalogError::Invalid(format!(
+                    "variant {}: component {:?} must be a file name inside the policy directory",
+                    v.name, v.component
+                )));
+            }
+            if v.shadow && v.weight > 0 {
+                return Err(CatalogError::Invalid(format!("variant {} is a shadow and cannot have a weight", v.name)));
+            }
+        }
+        if !self.variants.iter().any(|v| !v.shadow && v.weight > 0) {
+            return Err(CatalogError::Invalid("no variant answers: give at least one a weight above 0".into()));
+        }
+        Ok(())
+    }
+}
+
+fn is_plain_file_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None)) && valid_name(name)
+}
+
+/// Writes `dir/name` through a temporary file in the same directory and a rename.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, String> {
+    use std::io::Write;
+    let mut tmp = tempfile::Builder::new().prefix(".incoming-").tempfile_in(dir).map_err(|e| e.to_string())?;
+    tmp.write_all(bytes).map_err(|e| e.to_string())?;
+    tmp.as_file().sync_all().map_err(|e| e.to_string())?;
+    let target = dir.join(name);
+    tmp.persist(&target).map_err(|e| e.to_string())?;
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+experiment = "e1"
+
+[[variant]]
+name = "default"
+component = "default_policy.wasm"
+weight = 90
+
+[[variant]]
+name = "default-0.50"
+component = "default_policy.wasm"
+weight = 10
+params = { match-threshold = 0.50 }
+
+[[variant]]
+name = "liveness"
+component = "liveness_policy.wasm"
+shadow = true
+"#;
+
+    #[test]
+    fn parses_the_documented_example_and_roundtrips() {
+        let catalog: Catalog = toml::from_str(EXAMPLE).expect("parses");
+        catalog.validate().expect("valid");
+        assert_eq!(catalog.variants.len(), 3);
+        assert_eq!(catalog.variants[1].params.get("match-threshold"), Some(&0.50));
+        assert!(catalog.variants[2].shadow);
+        let dir = tempfile::tempdir().expect("tempdir");
+        catalog.write(dir.path()).expect("write");
+        assert_eq!(Catalog::read(dir.path()).expect("read back"), catalog);
+    }
+
+    #[test]
+    fn refuses_catalogs_that_cannot_serve() {
+        let parse = |text: &str| {
+            toml::from_str::<Catalog>(text)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate().map_err(|e| e.to_string()))
+        };
+        let v = |extra: &str| format!("[[variant]]\nname = \"a\"\ncomponent = \"a.wasm\"\n{extra}\n");
+        assert!(parse(&v("weight = 1")).is_ok());
+        assert!(parse(&v("")).unwrap_err().contains("no variant answers"));
+        assert!(parse(&v("weight = 1\nshadow = true")).unwrap_err().contains("shadow"));
+        assert!(parse(&v("weight = 1\ntypo = 3")).unwrap_err().contains("typo"));
+        let escape = "[[variant]]\nname = \"a\"\ncomponent = \"../x.wasm\"\nweight = 1\n";
+        assert!(parse(escape).unwrap_err().contains("inside the policy directory"));
+        let twice = format!("{}{}", v("weight = 1"), v("weight = 2"));
+        assert!(parse(&twice).unwrap_err().contains("twice"));
+        let bad_name = "[[variant]]\nname = \"a b\"\ncomponent = \"a.wasm\"\nweight = 1\n";
+        assert!(parse(bad_name).unwrap_err().contains("variant name"));
+    }
+}

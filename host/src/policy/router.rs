@@ -1,0 +1,414 @@
+//! Which policy variant decides a request. The active `PolicySet` sits behind an
+//! `Arc` that is swapped whole: a request takes the set once and finishes on it,
+//! whatever is swapped in meanwhile. A new set is built and every variant
+//! validated (compiled, parameters checked, self-checked) before the swap; a set
+//! that fails is refused and the old one keeps serving.
+//!
+//! A/B: a user always meets the same answering variant while the experiment (the
+//! catalog's `experiment` salt and the weights) is unchanged: the assignment is a
+//! hash of salt and username, not a random draw. Shadows run after the answer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use super::catalog::{CATALOG_FILE, Catalog, CatalogError, VariantSpec, write_atomically};
+use super::{CompiledPolicy, LoadedPolicy, Param, PolicyError, PolicyRuntime};
+
+/// One running variant.
+#[derive(Debug)]
+pub struct Variant {
+    pub name: String,
+    pub policy: Arc<LoadedPolicy>,
+    pub weight: u32,
+    pub shadow: bool,
+}
+
+impl Variant {
+    /// `name@version` of the component.
+    pub fn policy_label(&self) -> String {
+        format!("{}@{}", self.policy.info().name, self.policy.info().version)
+    }
+}
+
+/// The variants in force, as one immutable value.
+#[derive(Debug)]
+pub struct PolicySet {
+    pub experiment: String,
+    pub variants: Vec<Arc<Variant>>,
+    /// Unix ms of the build.
+    pub loaded_at_ms: i64,
+}
+
+/// The variants one request meets.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub answer: Arc<Variant>,
+    pub shadows: Vec<Arc<Variant>>,
+}
+
+impl Route {
+    /// Liveness is measured when any variant of the route will read it.
+    pub fn requires_liveness(&self) -> bool {
+        std::iter::once(&self.answer).chain(&self.shadows).any(|v| v.policy.info().requires_liveness)
+    }
+}
+
+impl PolicySet {
+    /// The variant that answers `username` and the shadows; `None` only for a set
+    /// without an answering variant, which is never installed.
+    pub fn route(&self, username: &str) -> Option<Route> {
+        let serving: Vec<&Arc<Variant>> = self.variants.iter().filter(|v| !v.shadow && v.weight > 0).collect();
+        let total: u64 = serving.iter().map(|v| u64::from(v.weight)).sum();
+        let mut point = bucket(&self.experiment, username) % total.max(1);
+        let mut answer = None;
+        for v in serving {
+            if point < u64::from(v.weight) {
+                answer = Some(v.clone());
+                break;
+            }
+            point -= u64::from(v.weight);
+        }
+        let shadows = self.variants.iter().filter(|v| v.shadow).cloned().collect();
+        Some(Route { answer: answer?, shadows })
+    }
+
+    pub fn variant(&self, name: &str) -> Option<&Arc<Variant>> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+}
+
+/// Stable position of a user in the experiment: the first 8 bytes of
+/// sha256(experiment, 0, username).
+fn bucket(experiment: &str, username: &str) -> u64 {
+    let digest = Sha256::new().chain_update(experiment).chain_update([0]).chain_update(username).finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("variant {variant}: {source}")]
+    Variant { variant: String, source: PolicyError },
+    #[error("policies are fixed at start-up (--policy); start with --policy-dir to manage them at run time")]
+    NotManaged,
+    #[error("no variant named {0}")]
+    UnknownVariant(String),
+    #[error("cannot write the policy directory: {0}")]
+    Write(String),
+}
+
+/// Where the variants come from.
+enum Source {
+    /// One component given on the command line, fixed.
+    Single,
+    /// A policy directory with its catalog, watched and managed through the admin API.
+    Directory(PathBuf),
+}
+
+/// What a reload looked at, to notice changes without reading every component.
+type Fingerprint = Vec<(String, u64, Option<SystemTime>)>;
+
+/// Holds the active policy set and replaces it safely.
+pub struct PolicyRouter {
+    runtime: PolicyRuntime,
+    source: Source,
+    current: RwLock<Arc<PolicySet>>,
+    /// Compiled components by content hash, so a reload recompiles only what changed.
+    compiled: Mutex<HashMap<String, CompiledPolicy>>,
+    /// Serialises reloads and admin changes.
+    changing: Mutex<Option<Fingerprint>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for PolicyRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyRouter").field("current", &self.current()).finish()
+    }
+}
+
+impl PolicyRouter {
+    /// One fixed variant, named after the policy, answering everyone.
+    pub fn single(runtime: PolicyRuntime, component: &Path) -> Result<Self, RouterError> {
+        let compiled = runtime
+            .compile_file(component)
+            .map_err(|source| RouterError::Variant { variant: component.display().to_string(), source })?;
+        let name = compiled.info().name.clone();
+        let policy = compiled.variant(&[]).map_err(|source| RouterError::Variant { variant: name.clone(), source })?;
+        let set = PolicySet {
+            experiment: String::new(),
+            variants: vec![Arc::new(Variant { name, policy: Arc::new(policy), weight: 1, shadow: false })],
+            loaded_at_ms: crate::store::now_ms(),
+        };
+        Ok(Self::new(runtime, Source::Single, set))
+    }
+
+    /// The variants of `dir/policies.toml`.
+    pub fn from_dir(runtime: PolicyRuntime, dir: &Path) -> Result<Self, RouterError> {
+        let router = Self::new(
+            runtime,
+            Source::Directory(dir.to_path_buf()),
+            PolicySet { experiment: String::new(), variants: Vec::new(), loaded_at_ms: 0 },
+        );
+        router.reload()?;
+        Ok(router)
+    }
+
+    fn new(runtime: PolicyRuntime, source: Source, set: PolicySet) -> Self {
+        Self {
+            runtime,
+            source,
+            current: RwLock::new(Arc::new(set)),
+            compiled: Mutex::new(HashMap::new()),
+            changing: Mutex::new(None),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// The set in force; callers keep this `Arc` for the whole request.
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The policy directory, when policies are managed at run time.
+    pub fn directory(&self) -> Option<&Path> {
+        match &self.source {
+            Source::Directory(dir) => Some(dir),
+            Source::Single => None,
+        }
+    }
+
+    /// Why the last reload or change was refused, if it was.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rebuilds the set from the directory and swaps it in; on any error the old set
+    /// stays. Blocking (compiles components).
+    pub fn reload(&self) -> Result<Arc<PolicySet>, RouterError> {
+        let Source::Directory(dir) = &self.source else { return Err(RouterError::NotManaged) };
+        let mut fingerprint = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = directory_fingerprint(dir);
+        let result = Catalog::read(dir).map_err(RouterError::from).and_then(|catalog| self.build_set(dir, &catalog));
+        *fingerprint = Some(seen);
+        self.install(result)
+    }
+
+    /// Reloads when the directory changed since the last look (the watcher's tick).
+    pub fn reload_if_changed(&self) -> Option<Result<Arc<PolicySet>, RouterError>> {
+        let Source::Directory(dir) = &self.source else { return None };
+        let seen = directory_fingerprint(dir);
+        let unchanged = self.changing.lock().unwrap_or_else(|p| p.into_inner()).as_ref() == Some(&seen);
+        if unchanged { None } else { Some(self.reload()) }
+    }
+
+    /// Adds or replaces a variant (admin API). `component` is the new component's
+    /// bytes, or `None` to reuse `spec.component` already in the directory. The
+    /// whole new set is built and validated before anything is written.
+    pub fn put_variant(&self, spec: VariantSpec, component: Option<&[u8]>) -> Result<Arc<PolicySet>, RouterError> {
+        let Source::Directory(dir) = &self.source else { return Err(RouterError::NotManaged) };
+        let mut fingerprint = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut catalog = Catalog::read(dir)?;
+        let staged;
+        let mut spec = spec;
+        if let Some(bytes) = component {
+            // Validate the bytes before they are written under a name the catalog uses.
+            let compiled = self
+                .runtime
+                .compile(bytes, Path::new(&spec.component))
+                .map_err(|source| RouterError::Variant { variant: spec.name.clone(), source })?;
+            // Content-addressed file name: replacing a component never changes the
+            // bytes under a variant that is still running on the old ones.
+            spec.component = format!("{}-{}.wasm", spec.name, &compiled.sha256()[..12]);
+            staged = Some((spec.component.clone(), bytes));
+            self.compiled_cache().insert(compiled.sha256().to_string(), compiled);
+        } else {
+            staged = None;
+        }
+        match catalog.variants.iter_mut().find(|v| v.name == spec.name) {
+            Some(slot) => *slot = spec,
+            None => catalog.variants.push(spec),
+        }
+        catalog.validate()?;
+        let result = self.build_set_with(dir, &catalog, staged.as_ref().map(|(n, b)| (n.as_str(), *b)));
+        let set = self.install(result)?;
+        if let Some((name, bytes)) = staged {
+            write_atomically(dir, &name, bytes).map_err(RouterError::Write)?;
+        }
+        catalog.write(dir)?;
+        *fingerprint = Some(directory_fingerprint(dir));
+        Ok(set)
+    }
+
+    /// Retires a variant (admin API); the last answering variant cannot go.
+    pub fn retire(&self, name: &str) -> Result<Arc<PolicySet>, RouterError> {
+        let Source::Directory(dir) = &self.source else { return Err(RouterError::NotManaged) };
+        let mut fingerprint = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut catalog = Catalog::read(dir)?;
+        let before = catalog.variants.len();
+        catalog.variants.retain(|v| v.name != name);
+        if catalog.variants.len() == before {
+            return Err(RouterError::UnknownVariant(name.to_string()));
+        }
+        catalog.validate()?;
+        let set = self.install(self.build_set(dir, &catalog))?;
+        catalog.write(dir)?;
+        *fingerprint = Some(directory_fingerprint(dir));
+        Ok(set)
+    }
+
+    /// A policy to backtest, never routed: new component bytes, or else the
+    /// component of `variant`, with `overrides` applied; validated like any variant.
+    pub fn candidate(
+        &self,
+        component: Option<&[u8]>,
+        variant: Option<&str>,
+        overrides: &[Param],
+    ) -> Result<LoadedPolicy, RouterError> {
+        let label = variant.unwrap_or("candidate").to_string();
+        let err = |source: PolicyError| RouterError::Variant { variant: label.clone(), source };
+        let compiled = match (component, variant) {
+            (Some(bytes), _) => self.runtime.compile(bytes, Path::new("candidate.wasm")).map_err(err)?,
+            (None, Some(name)) => {
+                let set = self.current();
+                let v = set.variant(name).ok_or_else(|| RouterError::UnknownVariant(name.to_string()))?;
+                v.policy.compiled.clone()
+            }
+            (None, None) => return Err(RouterError::UnknownVariant("(none given)".into())),
+        };
+        compiled.variant(overrides).map_err(err)
+    }
+
+    fn install(&self, result: Result<PolicySet, RouterError>) -> Result<Arc<PolicySet>, RouterError> {
+        match result {
+            Ok(set) => {
+                let set = Arc::new(set);
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = set.clone();
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                tracing::info!(
+                    variants = %set.variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(","),
+                    experiment = %set.experiment,
+                    "policy set installed"
+                );
+                Ok(set)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "policy change refused; the previous policies keep serving");
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn compiled_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, CompiledPolicy>> {
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn build_set(&self, dir: &Path, catalog: &Catalog) -> Result<PolicySet, RouterError> {
+        self.build_set_with(dir, catalog, None)
+    }
+
+    /// Builds every variant of `catalog`; `staged` is a component not yet written
+    /// to the directory (its file name and bytes).
+    fn build_set_with(
+        &self,
+        dir: &Path,
+        catalog: &Catalog,
+        staged: Option<(&str, &[u8])>,
+    ) -> Result<PolicySet, RouterError> {
+        let mut variants = Vec::new();
+        let mut in_use = Vec::new();
+        for spec in &catalog.variants {
+            let err = |source: PolicyError| RouterError::Variant { variant: spec.name.clone(), source };
+            let bytes = match staged {
+                Some((name, bytes)) if name == spec.component => bytes.to_vec(),
+                _ => std::fs::read(dir.join(&spec.component)).map_err(|e| {
+                    err(PolicyError::Load {
+                        path: dir.join(&spec.component).display().to_string(),
+                        message: e.to_string(),
+                    })
+                })?,
+            };
+            let hash = format!("{:x}", Sha256::digest(&bytes));
+            let cached = self.compiled_cache().get(&hash).cloned();
+            let compiled = match cached {
+                Some(c) => c,
+                None => {
+                    let c = self.runtime.compile(&bytes, &dir.join(&spec.component)).map_err(err)?;
+                    self.compiled_cache().insert(hash.clone(), c.clone());
+                    c
+                }
+            };
+            in_use.push(hash);
+            let overrides: Vec<Param> =
+                spec.params.iter().map(|(name, value)| Param { name: name.clone(), value: *value }).collect();
+            let policy = compiled.variant(&overrides).map_err(err)?;
+            variants.push(Arc::new(Variant {
+                name: spec.name.clone(),
+                policy: Arc::new(policy),
+                weight: spec.weight,
+                shadow: spec.shadow,
+            }));
+        }
+        // Forget components no variant uses any more (running requests hold their own Arc).
+        self.compiled_cache().retain(|hash, _| in_use.contains(hash));
+        Ok(PolicySet { experiment: catalog.experiment.clone(), variants, loaded_at_ms: crate::store::now_ms() })
+    }
+
+    /// Polls the directory every `interval` and reloads on change, until the
+    /// returned task is aborted. Polling rather than inotify: it works on every
+    /// filesystem (bind mounts, NFS) and a reload is cheap when nothing changed.
+    pub fn watch(self: &Arc<Self>, interval: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        self.directory()?;
+        let router = self.clone();
+        Some(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let r = router.clone();
+                // Compiling is blocking work.
+                let _ = tokio::task::spawn_blocking(move || r.reload_if_changed()).await;
+            }
+        }))
+    }
+}
+
+/// Names, sizes and modification times of the catalog and the components.
+fn directory_fingerprint(dir: &Path) -> Fingerprint {
+    let mut seen: Fingerprint = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let relevant = name == CATALOG_FILE || name.ends_with(".wasm");
+                    let meta = e.metadata().ok()?;
+                    relevant.then(|| (name, meta.len(), meta.modified().ok()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    seen.sort();
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        assert_eq!(bucket("e1", "alice"), bucket("e1", "alice"));
+        assert_ne!(bucket("e1", "alice"), bucket("e2", "alice"));
+        // 10 % of 10 000 users land in a 10/100 slice, give or take.
+        let in_slice = (0..10_000).filter(|i| bucket("e1", &format!("user{i}")) % 100 < 10).count();
+        assert!((850..1150).contains(&in_slice), "{in_slice}");
+    }
+}

@@ -1,0 +1,73 @@
+//! A stricter policy for high-risk flows: the standard decisions with tighter
+//! thresholds (a higher match threshold, larger, sharper and more frontal faces,
+//! no sizeable second face in a selfie). Liveness stays a separate concern
+//! (`liveness-policy`). Figures behind the values: this crate's README.
+
+use faceauth_policy_sdk::standard::{self, Thresholds};
+use faceauth_policy_sdk::{AuthenticateEvidence, Decision, EnrollEvidence, Guest, Param, PolicyInfo, QualityGate};
+
+/// The strict thresholds; every one can still be overridden per variant.
+pub const STRICT: Thresholds = Thresholds {
+    match_threshold: 0.55,
+    quality: QualityGate { min_face_px: 80.0, min_sharpness: 40.0, max_abs_yaw: 25.0, max_abs_pitch: 30.0 },
+    ghost_max_relative_size: 0.6,
+    selfie_max_other_relative_size: 0.25,
+};
+
+struct StrictPolicy;
+
+impl Guest for StrictPolicy {
+    fn info() -> PolicyInfo {
+        PolicyInfo {
+            name: "strict".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            requires_liveness: false,
+            params: STRICT.params(),
+        }
+    }
+
+    fn check_params(params: Vec<Param>) -> Result<(), String> {
+        Thresholds::from_params(&params).map(|_| ())
+    }
+
+    fn decide_enroll(params: Vec<Param>, evidence: EnrollEvidence) -> Decision {
+        standard::enroll_with_params(&params, &evidence)
+    }
+
+    fn decide_authenticate(params: Vec<Param>, evidence: AuthenticateEvidence) -> Decision {
+        standard::authenticate_with_params(&params, &evidence)
+    }
+}
+
+faceauth_policy_sdk::export_policy!(StrictPolicy);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faceauth_policy_sdk::reasons;
+    use faceauth_policy_sdk::testing::{authenticate_image, enroll, face};
+
+    fn auth(faces: Vec<faceauth_policy_sdk::Face>) -> Decision {
+        StrictPolicy::decide_authenticate(StrictPolicy::info().params, authenticate_image(faces))
+    }
+
+    #[test]
+    fn refuses_what_the_default_policy_lets_through() {
+        // A match the default (0.45) accepts.
+        assert_eq!(auth(vec![face(200.0, 0.5)]).reason, reasons::FACE_MISMATCH);
+        assert!(auth(vec![face(200.0, 0.6)]).approved);
+        // A small face, and a second face a third of the size.
+        assert_eq!(auth(vec![face(60.0, 0.9)]).reason, reasons::FACE_TOO_SMALL);
+        assert_eq!(auth(vec![face(200.0, 0.9), face(70.0, 0.1)]).reason, reasons::MULTIPLE_FACES_DETECTED);
+        let mut turned = face(200.0, 0.9);
+        turned.pose.yaw = 30.0;
+        assert_eq!(auth(vec![turned]).reason, reasons::FACE_NOT_FRONTAL);
+        let d = StrictPolicy::decide_enroll(StrictPolicy::info().params, enroll(vec![face(60.0, 1.0)]));
+        assert_eq!(d.reason, reasons::FACE_TOO_SMALL);
+    }
+
+    #[test]
+    fn its_own_parameters_pass_its_check() {
+        assert!(StrictPolicy::check_params(StrictPolicy::info().params).is_ok());
+    }
+}

@@ -1,0 +1,103 @@
+//! The real `faceauth` binary on a free port with a temporary SQLite database.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+pub const MAX_UPLOAD: usize = 3 * 1024 * 1024;
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn start_server() -> Server {
+    start_server_with(&[]).await
+}
+
+pub async fn start_server_with(extra_env: &[(&str, &str)]) -> Server {
+    let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = super::engine_config("default-policy");
+    let child = Command::new(env!("CARGO_BIN_EXE_faceauth"))
+        .arg("serve")
+        .env("FACEAUTH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FACEAUTH_DATA_DIR", data.path())
+        .env("FACEAUTH_MAX_UPLOAD_BYTES", MAX_UPLOAD.to_string())
+        .env("FACEAUTH_MODELS_DIR", &config.models_dir)
+        .env("FACEAUTH_POLICY", &config.policy)
+        .env("FACEAUTH_ONNXRUNTIME_LIB", config.onnxruntime_lib().expect("ort"))
+        .env_remove("DATABASE_URL")
+        .env_remove("FACEAUTH_ADMIN_TOKEN")
+        .envs(extra_env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("server starts");
+    let server = Server { child, base: format!("http://127.0.0.1:{port}"), _data: data };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(r) = client.get(format!("{}/health", server.base)).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server
+}
+
+impl Server {
+    pub async fn post(&self, path: &str, query: Option<&str>, field: &str, bytes: Option<Vec<u8>>) -> (u16, Value) {
+        let mut url = format!("{}{path}", self.base);
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        let mut form = Form::new().text("note", "extra fields are ignored");
+        if let Some(bytes) = bytes {
+            form = form.part(field.to_string(), Part::bytes(bytes).file_name("upload.bin"));
+        }
+        let r = reqwest::Client::new().post(url).multipart(form).send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON body"))
+    }
+
+    /// Any request with an optional multipart form; the answer as (status, JSON).
+    pub async fn send(&self, method: reqwest::Method, path: &str, form: Option<Form>) -> (u16, Value) {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.base));
+        if let Some(form) = form {
+            request = request.multipart(form);
+        }
+        let r = request.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON body"))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn enroll(&self, user: &str, fixture: &str) -> (u16, Value) {
+        let q = format!("username={user}");
+        self.post("/api/enroll", Some(&q), "cin_file", Some(super::fixture(fixture))).await
+    }
+
+    pub async fn authenticate(&self, user: &str, fixture: &str) -> (u16, Value) {
+        let q = format!("username={user}");
+        self.post("/api/authentificate", Some(&q), "auth_video", Some(super::fixture(fixture))).await
+    }
+}
