@@ -152,6 +152,22 @@ async fn ab_variants_are_sticky_shadows_are_recorded_and_nothing_changes_the_ans
     let control_approvals = report["per_variant"]["control"]["recorded"]["approved"].as_u64().unwrap();
     assert!(report["approve_to_reject"].as_u64().unwrap() >= control_approvals.saturating_sub(8), "{report}");
     assert!(report["reason_changes"]["AUTHENTIFICATION_SUCCESS -> FACE_MISMATCH"].as_u64().unwrap() > 0, "{report}");
+    // With ground truth (every authentication here is the genuine user), a confusion matrix per variant.
+    let (_, all) = server.get("/api/admin/decisions?limit=10000&shadow=false&endpoint=authenticate").await;
+    let labels: String = all["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| format!("{},genuine\n", d["request_id"].as_str().unwrap()))
+        .collect();
+    let form = Form::new().text("variant", "control").text("labels", format!("request_id,label\n{labels}"));
+    let (status, labelled) = server.send(Method::POST, "/api/admin/replay", Some(form)).await;
+    assert_eq!(status, 200, "{labelled}");
+    let confusion = &labelled["report"]["per_variant"]["high-threshold"]["recorded"]["confusion"];
+    assert_eq!(confusion["impostor_approved"], 0, "{labelled}");
+    assert!(confusion["genuine_rejected"].as_u64().unwrap() > 0, "0.99 rejects the genuine user: {labelled}");
+    let replayed = &labelled["report"]["per_variant"]["high-threshold"]["replayed"]["confusion"];
+    assert_eq!(replayed["genuine_rejected"], 0, "the control component at 0.45 accepts them: {labelled}");
 
     // The stats page, rendered by a real headless browser.
     render_stats_page(&server).await;
@@ -291,4 +307,30 @@ async fn admin_endpoints_need_the_token_when_one_is_set() {
         .await
         .expect("request");
     assert_eq!(authorized.status().as_u16(), 200);
+}
+
+/// A request keeps the variants it was routed to: swapping the set while it runs
+/// changes nothing for it (the set is an `Arc` taken once per request).
+#[test]
+fn a_request_in_flight_finishes_on_the_policy_it_started_with() {
+    use faceauth::policy::router::PolicyRouter;
+    use faceauth::policy::{PolicyLimits, PolicyRuntime};
+    let dir = policy_dir("[[variant]]\nname = \"old\"\ncomponent = \"default_policy.wasm\"\nweight = 1\n");
+    let router = PolicyRouter::from_dir(PolicyRuntime::new(PolicyLimits::default()).expect("runtime"), dir.path())
+        .expect("loads");
+    let in_flight = router.current().route("alice").expect("routed");
+    std::fs::write(
+        dir.path().join("policies.toml"),
+        "[[variant]]\nname = \"new\"\ncomponent = \"strict_policy.wasm\"\nweight = 1\n",
+    )
+    .expect("write");
+    router.reload().expect("the new set is valid");
+    assert_eq!(router.current().route("alice").expect("routed").answer.name, "new");
+    // The request that started before the swap still decides with the old variant.
+    assert_eq!(in_flight.answer.name, "old");
+    assert_eq!(in_flight.answer.policy.info().name, "default");
+    let evidence = serde_json::from_str(include_str!("../host/src/policy/selfcheck/authenticate_stranger.json"))
+        .expect("recorded evidence");
+    let decision = in_flight.answer.policy.decide_authenticate_blocking(&evidence).expect("decides");
+    assert_eq!(decision.reason, "FACE_MISMATCH");
 }

@@ -77,9 +77,13 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let admin = http::AdminAccess::from_token(config.admin_token.clone());
     match admin {
-        http::AdminAccess::Token(_) => tracing::info!("admin endpoints (reset) require the admin token"),
+        http::AdminAccess::Token(_) => tracing::info!(
+            "admin endpoints (reset, policies, decisions, stats, replay, metrics) require the admin token"
+        ),
         http::AdminAccess::LoopbackOnly => {
-            tracing::info!("no admin token configured: admin endpoints (reset) answer loopback clients only")
+            tracing::info!(
+                "no admin token configured: admin endpoints (reset, policies, decisions, stats, replay, metrics) answer loopback clients only"
+            )
         }
     }
     if let Ok(addr) = listener.local_addr() {

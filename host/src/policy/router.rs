@@ -263,8 +263,9 @@ impl PolicyRouter {
         Ok(set)
     }
 
-    /// A policy to backtest, never routed: new component bytes, or else the
-    /// component of `variant`, with `overrides` applied; validated like any variant.
+    /// A policy to backtest, never routed: new component bytes, or else `variant`
+    /// (its component and parameters), with `overrides` applied; validated like any
+    /// variant.
     pub fn candidate(
         &self,
         component: Option<&[u8]>,
@@ -273,16 +274,23 @@ impl PolicyRouter {
     ) -> Result<LoadedPolicy, RouterError> {
         let label = variant.unwrap_or("candidate").to_string();
         let err = |source: PolicyError| RouterError::Variant { variant: label.clone(), source };
-        let compiled = match (component, variant) {
-            (Some(bytes), _) => self.runtime.compile(bytes, Path::new("candidate.wasm")).map_err(err)?,
+        let (compiled, mut params) = match (component, variant) {
+            (Some(bytes), _) => (self.runtime.compile(bytes, Path::new("candidate.wasm")).map_err(err)?, Vec::new()),
             (None, Some(name)) => {
                 let set = self.current();
                 let v = set.variant(name).ok_or_else(|| RouterError::UnknownVariant(name.to_string()))?;
-                v.policy.compiled.clone()
+                // The variant's own parameter set, then the new overrides on top.
+                (v.policy.compiled.clone(), v.policy.params().to_vec())
             }
             (None, None) => return Err(RouterError::UnknownVariant("(none given)".into())),
         };
-        compiled.variant(overrides).map_err(err)
+        for o in overrides {
+            match params.iter_mut().find(|p| p.name == o.name) {
+                Some(p) => p.value = o.value,
+                None => params.push(o.clone()),
+            }
+        }
+        compiled.variant(&params).map_err(err)
     }
 
     fn install(&self, result: Result<PolicySet, RouterError>) -> Result<Arc<PolicySet>, RouterError> {

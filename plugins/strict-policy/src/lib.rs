@@ -8,7 +8,7 @@ use faceauth_policy_sdk::{AuthenticateEvidence, Decision, EnrollEvidence, Guest,
 
 /// The strict thresholds; every one can still be overridden per variant.
 pub const STRICT: Thresholds = Thresholds {
-    match_threshold: 0.55,
+    match_threshold: 0.50,
     quality: QualityGate { min_face_px: 80.0, min_sharpness: 40.0, max_abs_yaw: 25.0, max_abs_pitch: 30.0 },
     ghost_max_relative_size: 0.6,
     selfie_max_other_relative_size: 0.25,
@@ -54,7 +54,7 @@ mod tests {
     #[test]
     fn refuses_what_the_default_policy_lets_through() {
         // A match the default (0.45) accepts.
-        assert_eq!(auth(vec![face(200.0, 0.5)]).reason, reasons::FACE_MISMATCH);
+        assert_eq!(auth(vec![face(200.0, 0.48)]).reason, reasons::FACE_MISMATCH);
         assert!(auth(vec![face(200.0, 0.6)]).approved);
         // A small face, and a second face a third of the size.
         assert_eq!(auth(vec![face(60.0, 0.9)]).reason, reasons::FACE_TOO_SMALL);
