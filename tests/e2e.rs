@@ -204,6 +204,8 @@ async fn authenticates_from_video_and_contains_bad_streams() {
     let score = assert_approved(&server.authenticate("alice", "video_person_a.mp4").await);
     assert!(score >= 0.45, "{score}");
     assert_approved(&server.authenticate("bob", "video_person_b.webm").await);
+    // HEVC in QuickTime with a display rotation, as iPhones record.
+    assert_approved(&server.authenticate("alice", "video_person_a_hevc.mov").await);
     assert_eq!(server.authenticate("alice", "video_person_b.webm").await, (200, auth_rejected("FACE_MISMATCH")));
     assert_eq!(server.authenticate("bob", "video_person_a.mp4").await, (200, auth_rejected("FACE_MISMATCH")));
     // Person B appears in the second half only: caught.

@@ -169,6 +169,20 @@ async fn ab_variants_are_sticky_shadows_are_recorded_and_nothing_changes_the_ans
     let replayed = &labelled["report"]["per_variant"]["high-threshold"]["replayed"]["confusion"];
     assert_eq!(replayed["genuine_rejected"], 0, "the control component at 0.45 accepts them: {labelled}");
 
+    // The same backtest from the command line, on the server's database.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_faceauth"))
+        .args(["replay", "--param", "match-threshold=0.99", "--policy"])
+        .arg(common::policy_wasm("default-policy"))
+        .arg("--data-dir")
+        .arg(server.data.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("faceauth replay runs");
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let cli_report: Value = serde_json::from_slice(&cli.stdout).expect("JSON report");
+    assert_eq!(cli_report["decisions"], report["decisions"]);
+    assert_eq!(cli_report["approve_to_reject"], report["approve_to_reject"]);
+
     // The stats page, rendered by a real headless browser.
     render_stats_page(&server).await;
 }

@@ -12,7 +12,8 @@ pub const MAX_UPLOAD: usize = 3 * 1024 * 1024;
 pub struct Server {
     child: Child,
     pub base: String,
-    _data: tempfile::TempDir,
+    /// The server's data directory (its SQLite database).
+    pub data: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -45,7 +46,7 @@ pub async fn start_server_with(extra_env: &[(&str, &str)]) -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("server starts");
-    let server = Server { child, base: format!("http://127.0.0.1:{port}"), _data: data };
+    let server = Server { child, base: format!("http://127.0.0.1:{port}"), data };
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

@@ -123,6 +123,20 @@ fn router_error(e: &RouterError) -> Response {
     error(status, e)
 }
 
+/// Every field of a multipart body, as (name, bytes); an error answer for a broken one.
+async fn form_fields(
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Vec<(String, axum::body::Bytes)>, Response> {
+    let mut multipart = multipart.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let mut fields = Vec::new();
+    while let Some(field) = multipart.next_field().await.map_err(|e| error(e.status(), e.body_text()))? {
+        let name = field.name().unwrap_or_default().to_string();
+        let bytes = field.bytes().await.map_err(|e| error(e.status(), e.body_text()))?;
+        fields.push((name, bytes));
+    }
+    Ok(fields)
+}
+
 /// Runs a policy change (compiling is blocking work) and answers with the new set.
 async fn change(
     app: Arc<FaceAuth>,
@@ -153,22 +167,12 @@ async fn put_policy(
     Path(name): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    let mut multipart = match multipart {
-        Ok(m) => m,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    let fields = match form_fields(multipart).await {
+        Ok(f) => f,
+        Err(answer) => return answer,
     };
     let (mut component, mut weight, mut shadow, mut params) = (None, None, None, None);
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return error(e.status(), e.body_text()),
-        };
-        let field_name = field.name().unwrap_or_default().to_string();
-        let bytes = match field.bytes().await {
-            Ok(b) => b,
-            Err(e) => return error(e.status(), e.body_text()),
-        };
+    for (field_name, bytes) in fields {
         let text = || String::from_utf8_lossy(&bytes).trim().to_string();
         match field_name.as_str() {
             "component" => component = Some(bytes.to_vec()),
@@ -318,23 +322,13 @@ async fn metrics(State(app): State<Arc<FaceAuth>>) -> Response {
 /// (JSON object of overrides), `since_ms`, `limit` (default 10 000) and `labels`
 /// (CSV `request_id,label` with genuine/impostor).
 async fn replay(State(app): State<Arc<FaceAuth>>, multipart: Result<Multipart, MultipartRejection>) -> Response {
-    let mut multipart = match multipart {
-        Ok(m) => m,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    let fields = match form_fields(multipart).await {
+        Ok(f) => f,
+        Err(answer) => return answer,
     };
     let (mut component, mut variant, mut params, mut since_ms, mut limit, mut labels) =
         (None, None, BTreeMap::new(), None, 10_000i64, Default::default());
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return error(e.status(), e.body_text()),
-        };
-        let name = field.name().unwrap_or_default().to_string();
-        let bytes = match field.bytes().await {
-            Ok(b) => b,
-            Err(e) => return error(e.status(), e.body_text()),
-        };
+    for (name, bytes) in fields {
         let text = String::from_utf8_lossy(&bytes).trim().to_string();
         let bad = |what: &str| error(StatusCode::BAD_REQUEST, what.to_string());
         match name.as_str() {

@@ -230,18 +230,10 @@ mod tests {
         exercise(UserStore::connect(&url).await.expect("connect").audit_log(), "sqlite").await;
     }
 
-    /// The PostgreSQL of the CI machines, as in the user store's test.
     #[tokio::test]
     async fn postgres_audit_log_records_filters_and_purges() {
-        let url = std::env::var("FACEAUTH_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        if url == "skip" {
-            eprintln!("SKIPPED: FACEAUTH_TEST_POSTGRES_URL=skip");
-            return;
+        if let Some(store) = crate::store::tests::test_postgres().await {
+            exercise(store.audit_log(), "postgres").await;
         }
-        let store = UserStore::connect(&url)
-            .await
-            .expect("PostgreSQL must be reachable (or set FACEAUTH_TEST_POSTGRES_URL=skip)");
-        exercise(store.audit_log(), "postgres").await;
     }
 }

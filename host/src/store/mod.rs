@@ -160,7 +160,7 @@ pub fn redact(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn embedding(seed: f32) -> FaceEmbedding {
@@ -211,21 +211,27 @@ mod tests {
         assert_eq!((ok, dup), (1, 7));
     }
 
-    /// Runs against the PostgreSQL of the CI machines (127.0.0.1:5432, database `test`);
-    /// set FACEAUTH_TEST_POSTGRES_URL to use another, or to `skip` to skip.
-    #[tokio::test]
-    async fn postgres_store_roundtrip_duplicate_and_reset() {
+    /// The PostgreSQL of the CI machines (127.0.0.1:5432, database `test`); set
+    /// FACEAUTH_TEST_POSTGRES_URL to use another, or to `skip` to skip (`None`).
+    pub(crate) async fn test_postgres() -> Option<UserStore> {
         let url = std::env::var("FACEAUTH_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
         if url == "skip" {
             eprintln!("SKIPPED: FACEAUTH_TEST_POSTGRES_URL=skip");
-            return;
+            return None;
         }
         let store = UserStore::connect(&url)
             .await
             .expect("PostgreSQL must be reachable (or set FACEAUTH_TEST_POSTGRES_URL=skip)");
         assert_eq!(store.backend(), Backend::Postgres);
-        exercise(store).await;
+        Some(store)
+    }
+
+    #[tokio::test]
+    async fn postgres_store_roundtrip_duplicate_and_reset() {
+        if let Some(store) = test_postgres().await {
+            exercise(store).await;
+        }
     }
 
     #[test]

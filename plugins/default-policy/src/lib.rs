@@ -3,41 +3,15 @@
 //! as it was in the original service. The decisions themselves live in
 //! `faceauth_policy_sdk::standard` so that other policies can reuse them.
 
-use faceauth_policy_sdk::standard::{self, Thresholds};
-use faceauth_policy_sdk::{AuthenticateEvidence, Decision, EnrollEvidence, Guest, Param, PolicyInfo};
+use faceauth_policy_sdk::standard::Thresholds;
 
-struct DefaultPolicy;
-
-impl Guest for DefaultPolicy {
-    fn info() -> PolicyInfo {
-        PolicyInfo {
-            name: "default".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            requires_liveness: false,
-            params: Thresholds::DEFAULT.params(),
-        }
-    }
-
-    fn check_params(params: Vec<Param>) -> Result<(), String> {
-        Thresholds::from_params(&params).map(|_| ())
-    }
-
-    fn decide_enroll(params: Vec<Param>, evidence: EnrollEvidence) -> Decision {
-        standard::enroll_with_params(&params, &evidence)
-    }
-
-    fn decide_authenticate(params: Vec<Param>, evidence: AuthenticateEvidence) -> Decision {
-        standard::authenticate_with_params(&params, &evidence)
-    }
-}
-
-faceauth_policy_sdk::export_policy!(DefaultPolicy);
+faceauth_policy_sdk::standard_policy!(DefaultPolicy, "default", Thresholds::DEFAULT);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faceauth_policy_sdk::reasons;
     use faceauth_policy_sdk::testing::{authenticate_image, authenticate_video, enroll, face};
+    use faceauth_policy_sdk::{AuthenticateEvidence, Decision, EnrollEvidence, Guest, reasons};
 
     fn reason(d: &Decision) -> &str {
         &d.reason

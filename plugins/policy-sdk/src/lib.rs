@@ -23,6 +23,48 @@ pub use bindings::{Guest, export_policy};
 
 pub mod standard;
 
+/// A whole threshold-only policy: implements [`Guest`] for a new unit type with the
+/// standard decisions (`standard`), `thresholds` as the declared parameter
+/// defaults, liveness off, the calling crate's version, and exports it.
+///
+/// ```ignore
+/// faceauth_policy_sdk::standard_policy!(StrictPolicy, "strict", STRICT);
+/// ```
+#[macro_export]
+macro_rules! standard_policy {
+    ($policy:ident, $name:expr, $thresholds:expr) => {
+        pub struct $policy;
+
+        impl $crate::Guest for $policy {
+            fn info() -> $crate::PolicyInfo {
+                $crate::PolicyInfo {
+                    name: $name.into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    requires_liveness: false,
+                    params: $thresholds.params(),
+                }
+            }
+
+            fn check_params(params: Vec<$crate::Param>) -> Result<(), String> {
+                $crate::standard::Thresholds::from_params(&params).map(|_| ())
+            }
+
+            fn decide_enroll(params: Vec<$crate::Param>, evidence: $crate::EnrollEvidence) -> $crate::Decision {
+                $crate::standard::enroll_with_params(&params, &evidence)
+            }
+
+            fn decide_authenticate(
+                params: Vec<$crate::Param>,
+                evidence: $crate::AuthenticateEvidence,
+            ) -> $crate::Decision {
+                $crate::standard::authenticate_with_params(&params, &evidence)
+            }
+        }
+
+        $crate::export_policy!($policy);
+    };
+}
+
 /// Rejection reasons used by the shipped policies. Policies may define others
 /// (upper-case, digits and `_`, at most 64 characters).
 pub mod reasons {

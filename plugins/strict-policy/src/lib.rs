@@ -3,8 +3,8 @@
 //! no sizeable second face in a selfie). Liveness stays a separate concern
 //! (`liveness-policy`). Figures behind the values: this crate's README.
 
-use faceauth_policy_sdk::standard::{self, Thresholds};
-use faceauth_policy_sdk::{AuthenticateEvidence, Decision, EnrollEvidence, Guest, Param, PolicyInfo, QualityGate};
+use faceauth_policy_sdk::QualityGate;
+use faceauth_policy_sdk::standard::Thresholds;
 
 /// The strict thresholds; every one can still be overridden per variant.
 pub const STRICT: Thresholds = Thresholds {
@@ -14,38 +14,13 @@ pub const STRICT: Thresholds = Thresholds {
     selfie_max_other_relative_size: 0.25,
 };
 
-struct StrictPolicy;
-
-impl Guest for StrictPolicy {
-    fn info() -> PolicyInfo {
-        PolicyInfo {
-            name: "strict".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            requires_liveness: false,
-            params: STRICT.params(),
-        }
-    }
-
-    fn check_params(params: Vec<Param>) -> Result<(), String> {
-        Thresholds::from_params(&params).map(|_| ())
-    }
-
-    fn decide_enroll(params: Vec<Param>, evidence: EnrollEvidence) -> Decision {
-        standard::enroll_with_params(&params, &evidence)
-    }
-
-    fn decide_authenticate(params: Vec<Param>, evidence: AuthenticateEvidence) -> Decision {
-        standard::authenticate_with_params(&params, &evidence)
-    }
-}
-
-faceauth_policy_sdk::export_policy!(StrictPolicy);
+faceauth_policy_sdk::standard_policy!(StrictPolicy, "strict", STRICT);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faceauth_policy_sdk::reasons;
     use faceauth_policy_sdk::testing::{authenticate_image, enroll, face};
+    use faceauth_policy_sdk::{Decision, Guest, reasons};
 
     fn auth(faces: Vec<faceauth_policy_sdk::Face>) -> Decision {
         StrictPolicy::decide_authenticate(StrictPolicy::info().params, authenticate_image(faces))
