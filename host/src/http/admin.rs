@@ -259,6 +259,7 @@ async fn decisions(
         variant: q.variant,
         shadow: q.shadow,
         limit: Some(q.limit.unwrap_or(100).clamp(1, 10_000)),
+        without_evidence: false,
     };
     match app.audit.decisions(&filter).await {
         Ok(records) => {
@@ -295,7 +296,8 @@ async fn stats(
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
     let since_ms = q.since_ms.unwrap_or_else(|| crate::store::now_ms() - 24 * 3600 * 1000);
-    let filter = DecisionFilter { since_ms: Some(since_ms), limit: Some(100_000), ..Default::default() };
+    let filter =
+        DecisionFilter { since_ms: Some(since_ms), limit: Some(100_000), without_evidence: true, ..Default::default() };
     match app.audit.decisions(&filter).await {
         Ok(records) => done(json!({
             "since_ms": since_ms,

@@ -67,6 +67,9 @@ pub struct DecisionFilter {
     /// `Some(false)`: answers only; `Some(true)`: shadows only.
     pub shadow: Option<bool>,
     pub limit: Option<i64>,
+    /// Leave the evidence out (empty): statistics over many rows need only the rest,
+    /// and a video's evidence is some 15 KB.
+    pub without_evidence: bool,
 }
 
 #[derive(Clone)]
@@ -108,8 +111,8 @@ impl AuditLog {
     pub async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionRecord>, StoreError> {
         // Optional filters as `($n IS NULL OR ...)` keep one statement for both backends.
         let rows = sqlx::query(
-            "SELECT request_id, at, username, endpoint, variant, policy, shadow, approved, reason, score, evidence, \
-             analysis_ms, policy_ms, total_ms FROM decisions \
+            "SELECT request_id, at, username, endpoint, variant, policy, shadow, approved, reason, score, \
+             CASE WHEN $6 = 1 THEN '' ELSE evidence END AS evidence, analysis_ms, policy_ms, total_ms FROM decisions \
              WHERE at >= $1 AND ($2 = '' OR endpoint = $2) AND ($3 = '' OR variant = $3) AND ($4 < 0 OR shadow = $4) \
              ORDER BY at DESC, id DESC LIMIT $5",
         )
@@ -118,6 +121,7 @@ impl AuditLog {
         .bind(filter.variant.as_deref().unwrap_or(""))
         .bind(filter.shadow.map(i32::from).unwrap_or(-1))
         .bind(filter.limit.unwrap_or(i64::MAX).max(0))
+        .bind(i32::from(filter.without_evidence))
         .fetch_all(&self.pool)
         .await?;
         let mut records = rows
@@ -217,6 +221,12 @@ mod tests {
             log.decisions(&DecisionFilter { since_ms: Some(base - 1), ..Default::default() }).await.expect("read"),
         );
         assert_eq!(recent.len(), 1);
+        let light = mine(
+            log.decisions(&DecisionFilter { since_ms: Some(base - 1), without_evidence: true, ..Default::default() })
+                .await
+                .expect("read"),
+        );
+        assert_eq!((light[0].evidence.as_str(), light[0].reason.as_str()), ("", "AUTHENTIFICATION_SUCCESS"));
         // Retention: everything older than 5 s goes, the recent row stays.
         log.purge_before(base - 5_000).await.expect("purge");
         let left = mine(log.decisions(&DecisionFilter::default()).await.expect("read"));
