@@ -152,7 +152,33 @@ pub async fn sample_frames(
     if frames.is_empty() {
         return Err(MediaError::InvalidVideo("no frame could be decoded".into()));
     }
-    Ok(frames)
+    Ok(drop_blurred(frames))
+}
+
+/// A frame this much blurrier than the clip's median (a shake of the phone) is dropped.
+const BLURRED_BELOW_MEDIAN: f32 = 0.25;
+
+/// Drops motion-blurred frames: whole-frame sharpness (variance of the Laplacian
+/// of a 160 px wide copy) under a quarter of the clip's median. Relative to the
+/// clip, so a dim or soft camera loses nothing; at most half the frames go, so a
+/// blurred clip is still judged (and refused as blurry) rather than emptied.
+fn drop_blurred(frames: Vec<VideoFrame>) -> Vec<VideoFrame> {
+    let sharpness: Vec<f32> = frames
+        .iter()
+        .map(|f| {
+            let w = f.pixels.width().clamp(1, 160);
+            let h = ((f.pixels.height() as u64 * w as u64) / f.pixels.width().max(1) as u64).max(1) as u32;
+            crate::vision::geometry::laplacian_variance(&crate::vision::geometry::resize_bilinear(&f.pixels, w, h))
+        })
+        .collect();
+    let mut sorted = sharpness.clone();
+    sorted.sort_by(f32::total_cmp);
+    let cut = sorted[sorted.len() / 2] * BLURRED_BELOW_MEDIAN;
+    let mut blurred: Vec<usize> = (0..frames.len()).filter(|&i| sharpness[i] < cut).collect();
+    // The blurriest first, and never more than half of the clip.
+    blurred.sort_by(|&a, &b| sharpness[a].total_cmp(&sharpness[b]));
+    blurred.truncate(frames.len() / 2);
+    frames.into_iter().enumerate().filter(|(i, _)| !blurred.contains(i)).map(|(_, f)| f).collect()
 }
 
 async fn probe(path: &std::path::Path, limits: &VideoLimits) -> Result<Probe, MediaError> {
@@ -290,6 +316,26 @@ mod tests {
         assert!(is_video(&[0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x86, 0x81]));
         assert!(!is_video(b"\xFF\xD8\xFF\xE0\x00\x10JFIF"));
         assert!(!is_video(b"hello"));
+    }
+
+    #[test]
+    fn motion_blurred_frames_are_dropped_but_never_most_of_the_clip() {
+        // A sharp checkerboard, and the same smeared flat.
+        let sharp =
+            || {
+                RgbImage::from_fn(64, 48, |x, y| {
+                    if (x / 4 + y / 4) % 2 == 0 { image::Rgb([250; 3]) } else { image::Rgb([5; 3]) }
+                })
+            };
+        let smeared = || RgbImage::from_pixel(64, 48, image::Rgb([128; 3]));
+        let frame = |t: u32, pixels: RgbImage| VideoFrame { timestamp_ms: t, pixels };
+        let kept = drop_blurred(vec![frame(0, sharp()), frame(1, smeared()), frame(2, sharp()), frame(3, sharp())]);
+        assert_eq!(kept.iter().map(|f| f.timestamp_ms).collect::<Vec<_>>(), [0, 2, 3]);
+        // A mostly blurred clip keeps its frames, to be judged (and refused as blurry).
+        let kept = drop_blurred(vec![frame(0, sharp()), frame(1, smeared()), frame(2, smeared()), frame(3, smeared())]);
+        assert_eq!(kept.len(), 4, "the median frame is blurred: nothing is far below it");
+        let kept = drop_blurred(vec![frame(0, sharp()), frame(1, sharp()), frame(2, smeared()), frame(3, smeared())]);
+        assert_eq!(kept.len(), 2);
     }
 
     #[test]
