@@ -17,8 +17,7 @@ use serde_json::{Value, json};
 
 use super::{AdminAccess, ApiState, with_reason};
 use crate::policy::Param;
-use crate::policy::catalog::VariantSpec;
-use crate::policy::router::{PolicySet, RouterError};
+use crate::policy::router::{PolicySet, RouterError, VariantChange};
 use crate::store::audit::{DecisionFilter, Endpoint};
 use crate::usecase::FaceAuth;
 use crate::usecase::replay::{self, parse_labels};
@@ -116,6 +115,7 @@ async fn list_policies(State(app): State<Arc<FaceAuth>>) -> Response {
 fn router_error(e: &RouterError) -> Response {
     let status = match e {
         RouterError::NotManaged => StatusCode::CONFLICT,
+        RouterError::MissingComponent(_) => StatusCode::BAD_REQUEST,
         RouterError::UnknownVariant(_) => StatusCode::NOT_FOUND,
         RouterError::Write(_) => StatusCode::INTERNAL_SERVER_ERROR,
         RouterError::Catalog(_) | RouterError::Variant { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -194,45 +194,10 @@ async fn put_policy(
             other => return error(StatusCode::BAD_REQUEST, format!("unknown field {other:?}")),
         }
     }
-    let current = app.engine.router().current();
-    let existing = current.variant(&name).map(|v| VariantSpec {
-        name: v.name.clone(),
-        component: v.policy.source().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        weight: v.weight,
-        shadow: v.shadow,
-        params: BTreeMap::new(),
-    });
-    let Some(base) = existing.or_else(|| {
-        component.is_some().then(|| VariantSpec {
-            name: name.clone(),
-            component: format!("{name}.wasm"),
-            weight: 0,
-            shadow: false,
-            params: BTreeMap::new(),
-        })
-    }) else {
-        return error(StatusCode::BAD_REQUEST, format!("variant {name} does not exist: send its component"));
-    };
-    // Overrides of an existing variant are kept unless new ones are given.
-    let kept_params = current
-        .variant(&name)
-        .map(|v| {
-            let defaults = &v.policy.info().params;
-            v.policy
-                .params()
-                .iter()
-                .filter(|p| defaults.iter().any(|d| d.name == p.name && d.value != p.value))
-                .map(|p| (p.name.clone(), p.value))
-                .collect()
-        })
-        .unwrap_or_default();
-    let spec = VariantSpec {
-        weight: weight.unwrap_or(base.weight),
-        shadow: shadow.unwrap_or(base.shadow),
-        params: params.unwrap_or(kept_params),
-        ..base
-    };
-    change(app, move |router| router.put_variant(spec, component.as_deref())).await
+    change(app, move |router| {
+        router.put_variant(&name, VariantChange { component: component.as_deref(), weight, shadow, params })
+    })
+    .await
 }
 
 #[derive(Debug, serde::Deserialize)]

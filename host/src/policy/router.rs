@@ -18,6 +18,17 @@ use sha2::{Digest, Sha256};
 use super::catalog::{CATALOG_FILE, Catalog, CatalogError, VariantSpec, write_atomically};
 use super::{CompiledPolicy, LoadedPolicy, Param, PolicyError, PolicyRuntime};
 
+/// An admin change of a variant; `None` keeps the current value.
+#[derive(Debug, Default)]
+pub struct VariantChange<'a> {
+    /// A new component's bytes.
+    pub component: Option<&'a [u8]>,
+    pub weight: Option<u32>,
+    pub shadow: Option<bool>,
+    /// Replaces the variant's parameter overrides.
+    pub params: Option<std::collections::BTreeMap<String, f64>>,
+}
+
 /// One running variant.
 #[derive(Debug)]
 pub struct Variant {
@@ -100,6 +111,8 @@ pub enum RouterError {
     NotManaged,
     #[error("no variant named {0}")]
     UnknownVariant(String),
+    #[error("variant {0} does not exist: send its component")]
+    MissingComponent(String),
     #[error("cannot write the policy directory: {0}")]
     Write(String),
 }
@@ -208,38 +221,52 @@ impl PolicyRouter {
         if unchanged { None } else { Some(self.reload()) }
     }
 
-    /// Adds or replaces a variant (admin API). `component` is the new component's
-    /// bytes, or `None` to reuse `spec.component` already in the directory. The
-    /// whole new set is built and validated before anything is written.
-    pub fn put_variant(&self, spec: VariantSpec, component: Option<&[u8]>) -> Result<Arc<PolicySet>, RouterError> {
+    /// Adds or changes variant `name` (admin API), starting from its entry in the
+    /// catalog on disk. The whole new set is built and validated before anything is
+    /// written.
+    pub fn put_variant(&self, name: &str, change: VariantChange<'_>) -> Result<Arc<PolicySet>, RouterError> {
         let Source::Directory(dir) = &self.source else { return Err(RouterError::NotManaged) };
         let mut fingerprint = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let mut catalog = Catalog::read(dir)?;
-        let staged;
-        let mut spec = spec;
-        if let Some(bytes) = component {
-            // Validate the bytes before they are written under a name the catalog uses.
-            let compiled = self
-                .runtime
-                .compile(bytes, Path::new(&spec.component))
-                .map_err(|source| RouterError::Variant { variant: spec.name.clone(), source })?;
-            // Content-addressed file name: replacing a component never changes the
-            // bytes under a variant that is still running on the old ones.
-            spec.component = format!("{}-{}.wasm", spec.name, &compiled.sha256()[..12]);
-            staged = Some((spec.component.clone(), bytes));
-            self.compiled_cache().insert(compiled.sha256().to_string(), compiled);
-        } else {
-            staged = None;
-        }
-        match catalog.variants.iter_mut().find(|v| v.name == spec.name) {
-            Some(slot) => *slot = spec,
+        let existing = catalog.variants.iter().position(|v| v.name == name);
+        let mut spec = match existing {
+            Some(i) => catalog.variants[i].clone(),
+            None if change.component.is_some() => VariantSpec {
+                name: name.to_string(),
+                component: String::new(),
+                weight: 0,
+                shadow: false,
+                params: Default::default(),
+            },
+            None => return Err(RouterError::MissingComponent(name.to_string())),
+        };
+        spec.weight = change.weight.unwrap_or(spec.weight);
+        spec.shadow = change.shadow.unwrap_or(spec.shadow);
+        spec.params = change.params.unwrap_or(spec.params);
+        let staged = match change.component {
+            Some(bytes) => {
+                // Validate the bytes before they are written under a name the catalog uses.
+                let compiled = self
+                    .runtime
+                    .compile(bytes, Path::new(name))
+                    .map_err(|source| RouterError::Variant { variant: name.to_string(), source })?;
+                // Content-addressed file name: replacing a component never changes the
+                // bytes under a variant that is still running on the old ones.
+                spec.component = format!("{name}-{}.wasm", &compiled.sha256()[..12]);
+                self.compiled_cache().insert(compiled.sha256().to_string(), compiled);
+                Some((spec.component.clone(), bytes))
+            }
+            None => None,
+        };
+        match existing {
+            Some(i) => catalog.variants[i] = spec,
             None => catalog.variants.push(spec),
         }
         catalog.validate()?;
         let result = self.build_set_with(dir, &catalog, staged.as_ref().map(|(n, b)| (n.as_str(), *b)));
         let set = self.install(result)?;
-        if let Some((name, bytes)) = staged {
-            write_atomically(dir, &name, bytes).map_err(RouterError::Write)?;
+        if let Some((file, bytes)) = staged {
+            write_atomically(dir, &file, bytes).map_err(RouterError::Write)?;
         }
         catalog.write(dir)?;
         *fingerprint = Some(directory_fingerprint(dir));

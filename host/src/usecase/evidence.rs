@@ -112,7 +112,7 @@ pub fn summarize(frames: &[Frame], motion: MotionSummary) -> FrameSummary {
         .iter()
         .filter(|f| !f.faces.is_empty() && f.faces.iter().skip(1).all(|o| o.relative_size < SECOND_FACE_RELATIVE_SIZE))
         .count();
-    let median = median(&mut similarities.clone());
+    let median = median(&mut similarities);
     FrameSummary {
         frames: frames.len() as u32,
         frames_with_face: similarities.len() as u32,
