@@ -20,7 +20,7 @@ use crate::store::audit::{AuditLog, DecisionRecord, Endpoint};
 use crate::store::{StoreError, UserStore, now_ms};
 use crate::vision::{AnalyzedFace, FaceAnalyzer, FaceEmbedding, ModelFiles, VisionError, VisionPool};
 
-pub use evidence::{NO_MOTION, faces as face_evidence, motion as motion_summary, summarize as summarize_frames};
+pub use evidence::{faces as face_evidence, motion as motion_summary, summarize as summarize_frames};
 
 /// Longest accepted username, in bytes.
 pub const MAX_USERNAME_BYTES: usize = 128;
