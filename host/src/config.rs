@@ -22,6 +22,45 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Backtest a policy on the recorded decisions: how its answers would differ (JSON report).
     Replay(ReplayArgs),
+    /// Verification figures on a labelled list (ROC AUC, EER, TAR at FAR, failure to
+    /// enroll, refusals by reason) through the same steps as the server.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// What is evaluated: photo pairs, ID card -> photo, or card -> selfie video.
+    #[arg(long, value_enum, default_value = "pairs")]
+    pub mode: crate::eval::Mode,
+    /// The labelled list: `file_a,file_b,label` (pairs, card), or `videos/index.csv`
+    /// (video); paths relative to its folder. Default: `../shared/faces/lfw-train/pairs.csv`,
+    /// or `../shared/videos/index.csv` in video mode.
+    #[arg(long)]
+    pub list: Option<PathBuf>,
+    /// A parameter override of the policy, NAME=VALUE (repeatable).
+    #[arg(long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, f64)>,
+    /// Evaluate only the first N attempts.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Write the ROC curve (recognizer and end to end) as SVG.
+    #[arg(long)]
+    pub roc: Option<PathBuf>,
+    /// Write every attempt's outcome as JSON lines.
+    #[arg(long)]
+    pub attempts_out: Option<PathBuf>,
+    /// Write the ID cards made for enrollment (card and video modes) into this folder.
+    #[arg(long)]
+    pub cards_dir: Option<PathBuf>,
+    /// In video mode, identities known to be one person (two worker ids of one
+    /// person), as `ID1=ID2` (repeatable): their attempts count as genuine.
+    #[arg(long = "same-person", value_parser = parse_alias)]
+    pub same_person: Vec<(String, String)>,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineConfig,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -86,6 +125,11 @@ pub struct ReplayArgs {
     pub labels: Option<PathBuf>,
     #[command(flatten)]
     pub database: DatabaseConfig,
+}
+
+fn parse_alias(s: &str) -> Result<(String, String), String> {
+    let (a, b) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected ID1=ID2"))?;
+    Ok((a.trim().to_string(), b.trim().to_string()))
 }
 
 fn parse_param(s: &str) -> Result<(String, f64), String> {

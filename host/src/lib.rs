@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod eval;
 pub mod http;
 pub mod media;
 pub mod policy;

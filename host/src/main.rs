@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use faceauth::config::{Cli, Command, InspectArgs, ReplayArgs};
+use faceauth::config::{Cli, Command, EvalArgs, InspectArgs, ReplayArgs};
 use faceauth::usecase::{FaceEngine, face_evidence};
 
 fn main() -> anyhow::Result<()> {
@@ -27,6 +27,7 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::Inspect(args) => runtime.block_on(inspect(args)),
         Command::Replay(args) => runtime.block_on(replay(args)),
+        Command::Eval(args) => runtime.block_on(eval(args)),
     }
 }
 
@@ -98,5 +99,54 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let report =
         tokio::task::spawn_blocking(move || faceauth::usecase::replay::replay(&candidate, &records, &labels)).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Runs a labelled list through the pipeline and the policy; prints the figures.
+async fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    use faceauth::eval::{self, Mode};
+    use faceauth::policy::{Param, PolicyLimits, PolicyRuntime};
+    let list = args.list.clone().unwrap_or_else(|| match args.mode {
+        Mode::Video => "../shared/videos/index.csv".into(),
+        Mode::Pairs | Mode::Card => "../shared/faces/lfw-train/pairs.csv".into(),
+    });
+    let mut attempts = match args.mode {
+        Mode::Video => eval::read_video_index(&list, &args.same_person)?,
+        Mode::Pairs | Mode::Card => eval::read_pairs(&list)?,
+    };
+    if let Some(n) = args.limit {
+        attempts.truncate(n);
+    }
+    let engine_config = args.engine.clone();
+    let engine = std::sync::Arc::new(tokio::task::spawn_blocking(move || FaceEngine::init(&engine_config)).await??);
+    let overrides: Vec<Param> =
+        args.params.iter().map(|(name, value)| Param { name: name.clone(), value: *value }).collect();
+    let policy = std::sync::Arc::new(
+        PolicyRuntime::new(PolicyLimits::default())?.compile_file(&args.engine.policy())?.variant(&overrides)?,
+    );
+    let bar = indicatif::ProgressBar::new(attempts.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} attempts, {elapsed} elapsed, eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let workers = args.engine.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let started = std::time::Instant::now();
+    let ticker = bar.clone();
+    let options = eval::RunOptions { concurrency: workers, cards_dir: args.cards_dir.clone() };
+    let results = eval::run(engine, policy.clone(), args.mode, attempts, &options, move || ticker.inc(1)).await;
+    bar.finish_and_clear();
+    let report = eval::Report::new(args.mode, &policy, &results, started.elapsed().as_secs_f64());
+    if let Some(path) = &args.roc {
+        report.write_roc(&results, path).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.attempts_out {
+        let lines: Vec<String> = results.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+        std::fs::write(path, lines.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
     Ok(())
 }

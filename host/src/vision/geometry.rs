@@ -153,52 +153,6 @@ pub fn similarity_transform(src: &[Point], dst: &[Point]) -> Option<Affine> {
     Some(Affine([[a as f32, -b as f32, tx as f32], [b as f32, a as f32, ty as f32]]))
 }
 
-/// Residual distance, in destination units, of each point under `transform`.
-fn residuals(transform: &Affine, src: &[Point], dst: &[Point]) -> Vec<f32> {
-    src.iter()
-        .zip(dst)
-        .map(|(&s, d)| {
-            let p = transform.apply(s);
-            (p.x - d.x).hypot(p.y - d.y)
-        })
-        .collect()
-}
-
-/// Robust similarity alignment: every pair of points proposes a transform, the one
-/// agreeing with most points (within `inlier_threshold` destination pixels, ties to
-/// the smaller residual) wins, and the least-squares fit over its inliers is
-/// returned. With five points this exhaustive consensus is deterministic and equals
-/// OpenCV's `estimateAffinePartial2D` (RANSAC + refinement), which made the reference
-/// embeddings: a landmark off by an expression (an open mouth) does not pull the eyes
-/// out of place.
-pub fn robust_similarity_transform(src: &[Point], dst: &[Point], inlier_threshold: f32) -> Option<Affine> {
-    let n = src.len().min(dst.len());
-    let mut best: Option<(usize, f32, Vec<bool>)> = None;
-    for i in 0..n {
-        for j in i + 1..n {
-            let Some(candidate) = similarity_transform(&[src[i], src[j]], &[dst[i], dst[j]]) else { continue };
-            let r = residuals(&candidate, &src[..n], &dst[..n]);
-            let inliers: Vec<bool> = r.iter().map(|&e| e < inlier_threshold).collect();
-            let count = inliers.iter().filter(|&&x| x).count();
-            let error: f32 = r.iter().zip(&inliers).filter(|(_, in_)| **in_).map(|(e, _)| e).sum();
-            let better = match &best {
-                None => true,
-                Some((c, e, _)) => count > *c || (count == *c && error < *e),
-            };
-            if better {
-                best = Some((count, error, inliers));
-            }
-        }
-    }
-    match best {
-        Some((count, _, inliers)) if count >= 2 => {
-            let (s, d): (Vec<Point>, Vec<Point>) = (0..n).filter(|&k| inliers[k]).map(|k| (src[k], dst[k])).unzip();
-            similarity_transform(&s, &d)
-        }
-        _ => similarity_transform(src, dst),
-    }
-}
-
 /// Warps `image` by `transform` (image -> output coordinates) into a `size`x`size`
 /// RGB crop with bilinear sampling; outside the image is black.
 pub fn warp_affine(image: &RgbImage, transform: &Affine, size: u32) -> Option<RgbImage> {
@@ -390,27 +344,6 @@ mod tests {
         let inv = est.inverse().expect("invertible");
         let p = inv.apply(est.apply(Point { x: 3.0, y: 4.0 }));
         assert!((p.x - 3.0).abs() < 1e-3 && (p.y - 4.0).abs() < 1e-3);
-    }
-
-    #[test]
-    fn robust_alignment_ignores_one_outlier_and_matches_the_reference() {
-        // The five points and transform of deepface img1 in ../shared/reference (OpenCV).
-        let src = [
-            Point { x: 591.37, y: 517.86 },
-            Point { x: 855.47, y: 517.05 },
-            Point { x: 730.7, y: 686.63 },
-            Point { x: 594.16, y: 789.05 },
-            Point { x: 859.83, y: 792.26 },
-        ];
-        let want = [[0.128263f32, -0.001364, -36.36567], [0.001364, 0.128263, -16.281354]];
-        let got = robust_similarity_transform(&src, &TEMPLATE_112, 3.0).expect("transform");
-        for (got_row, want_row) in got.0.iter().zip(&want) {
-            for (g, w) in got_row.iter().zip(want_row) {
-                assert!((g - w).abs() < 1e-3, "{got:?}");
-            }
-        }
-        let plain = similarity_transform(&src, &TEMPLATE_112).expect("transform");
-        assert!((plain.0[0][2] - want[0][2]).abs() > 1.0, "plain least squares differs here");
     }
 
     #[test]

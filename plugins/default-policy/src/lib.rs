@@ -80,13 +80,27 @@ mod tests {
     }
 
     #[test]
-    fn a_video_must_show_the_same_person_in_every_frame() {
+    fn a_video_is_judged_on_its_usable_frames() {
         let good = || vec![face(200.0, 0.7)];
         let d = auth_decision(authenticate_video(vec![good(), good(), good()]));
         assert!(d.approved, "{d:?}");
+        // A different person in any usable frame.
         let d = auth_decision(authenticate_video(vec![good(), vec![face(200.0, 0.1)], good()]));
         assert_eq!(reason(&d), reasons::FACE_MISMATCH);
-        let d = auth_decision(authenticate_video(vec![good(), vec![], good()]));
+        // The head turned away (out of view, or in profile) in some frames: a normal
+        // capture movement, judged on the frames where the face is usable.
+        let mut turned = face(200.0, 0.2);
+        turned.pose.yaw = 60.0;
+        let d = auth_decision(authenticate_video(vec![good(), vec![], vec![turned.clone()], good()]));
+        assert!(d.approved, "{d:?}");
+        assert_eq!(d.score, Some(0.7));
+        // Too few usable frames: the reason most frames were refused for.
+        let d = auth_decision(authenticate_video(vec![good(), vec![turned.clone()], vec![turned]]));
+        assert_eq!(reason(&d), reasons::FACE_NOT_FRONTAL);
+        let d = auth_decision(authenticate_video(vec![vec![], vec![], good()]));
         assert_eq!(reason(&d), reasons::NO_FACE_DETECTED);
+        // A second large face in any frame, usable or not.
+        let d = auth_decision(authenticate_video(vec![good(), good(), vec![face(200.0, 0.7), face(150.0, 0.0)]]));
+        assert_eq!(reason(&d), reasons::MULTIPLE_FACES_DETECTED);
     }
 }

@@ -19,6 +19,10 @@ pub struct Thresholds {
     /// refused whoever it is: a second person (or a held-up photo) is an attack
     /// pattern, and the best-matching face of several is never chosen.
     pub selfie_max_other_relative_size: f32,
+    /// A video needs at least this many usable frames (a face passing the quality
+    /// gates) to be judged; fewer gives the reason most frames were refused for. A
+    /// clip with fewer frames than this needs them all.
+    pub min_usable_frames: f32,
 }
 
 impl Thresholds {
@@ -41,6 +45,7 @@ impl Thresholds {
         },
         ghost_max_relative_size: 0.6,
         selfie_max_other_relative_size: 0.45,
+        min_usable_frames: 2.0,
     };
 }
 
@@ -56,6 +61,7 @@ impl Thresholds {
             ("max-abs-pitch", q.max_abs_pitch),
             ("ghost-max-relative-size", self.ghost_max_relative_size),
             ("selfie-max-other-relative-size", self.selfie_max_other_relative_size),
+            ("min-usable-frames", self.min_usable_frames),
         ]
         .into_iter()
         // Rounded so 0.45f32 reads 0.45, not 0.449999988.
@@ -76,6 +82,7 @@ impl Thresholds {
             },
             ghost_max_relative_size: param_in(params, "ghost-max-relative-size", 0.0..=1.0)?,
             selfie_max_other_relative_size: param_in(params, "selfie-max-other-relative-size", 0.0..=1.0)?,
+            min_usable_frames: param_in(params, "min-usable-frames", 1.0..=64.0)?,
         })
     }
 }
@@ -111,29 +118,56 @@ pub fn decide_enroll(evidence: &EnrollEvidence, t: &Thresholds) -> Decision {
     Decision::approve(reasons::ENROLLED_AS_USER, None)
 }
 
-/// Authentication: every analysed frame (one for a still image) must show one
-/// dominant face, of usable quality, that matches; a different person in any frame
-/// is a mismatch. The score is the worst frame's similarity.
+/// Authentication. A still image is one frame; a video is judged on its usable
+/// frames. In every frame, a second face at least `selfie_max_other_relative_size`
+/// of the primary's height is refused (another person, or a held-up photo, is an
+/// attack pattern; the best-matching face of several is never chosen). Identity is
+/// judged on the frames whose primary face passes the quality gates: a selfie video
+/// in a capture flow turns and nods, and those frames are neither evidence for nor
+/// against. Every usable frame must match (one that does not is a different person);
+/// too few usable frames give the reason most frames were refused for. The score is
+/// the worst usable frame's similarity.
 pub fn decide_authenticate(evidence: &AuthenticateEvidence, t: &Thresholds) -> Decision {
-    if evidence.frames.is_empty() || evidence.summary.frames_with_face < evidence.summary.frames {
+    if evidence.frames.is_empty() {
         return Decision::reject(reasons::NO_FACE_DETECTED);
     }
+    let mut refusals: Vec<&'static str> = Vec::new();
+    let mut usable: Vec<&Face> = Vec::new();
     for frame in &evidence.frames {
         let Some((primary, others)) = split_primary(&frame.faces) else {
-            return Decision::reject(reasons::NO_FACE_DETECTED);
+            refusals.push(reasons::NO_FACE_DETECTED);
+            continue;
         };
         if others.iter().any(|f| f.relative_size >= t.selfie_max_other_relative_size) {
             return Decision::reject(reasons::MULTIPLE_FACES_DETECTED);
         }
-        if let Some(reason) = t.quality.check(primary) {
-            return Decision::reject(reason);
+        match t.quality.check(primary) {
+            Some(reason) => refusals.push(reason),
+            None => usable.push(primary),
         }
     }
-    match evidence.summary.worst_similarity {
-        Some(score) if score >= t.match_threshold => Decision::approve(reasons::AUTHENTIFICATION_SUCCESS, Some(score)),
-        Some(_) => Decision::reject(reasons::FACE_MISMATCH),
-        None => Decision::reject(reasons::NO_FACE_DETECTED),
+    let needed = (t.min_usable_frames.max(1.0) as usize).min(evidence.frames.len());
+    if usable.len() < needed {
+        return Decision::reject(most_common(&refusals).unwrap_or(reasons::NO_FACE_DETECTED));
     }
+    let worst = usable.iter().map(|f| f.similarity).fold(f32::INFINITY, f32::min);
+    if worst >= t.match_threshold {
+        Decision::approve(reasons::AUTHENTIFICATION_SUCCESS, Some(worst))
+    } else {
+        Decision::reject(reasons::FACE_MISMATCH)
+    }
+}
+
+/// The most frequent reason (the first seen among equals).
+fn most_common(reasons: &[&'static str]) -> Option<&'static str> {
+    let mut best: Option<(&'static str, usize)> = None;
+    for &r in reasons {
+        let n = reasons.iter().filter(|&&o| o == r).count();
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((r, n));
+        }
+    }
+    best.map(|(r, _)| r)
 }
 
 #[cfg(test)]

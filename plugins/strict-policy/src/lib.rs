@@ -12,6 +12,7 @@ pub const STRICT: Thresholds = Thresholds {
     quality: QualityGate { min_face_px: 80.0, min_sharpness: 40.0, max_abs_yaw: 25.0, max_abs_pitch: 30.0 },
     ghost_max_relative_size: 0.6,
     selfie_max_other_relative_size: 0.25,
+    min_usable_frames: 3.0,
 };
 
 faceauth_policy_sdk::standard_policy!(StrictPolicy, "strict", STRICT);
