@@ -52,8 +52,8 @@ pub struct EvalArgs {
     /// Write the ID cards made for enrollment (card and video modes) into this folder.
     #[arg(long)]
     pub cards_dir: Option<PathBuf>,
-    /// In video mode, identities known to be one person (two worker ids of one
-    /// person), as `ID1=ID2` (repeatable): their attempts count as genuine.
+    /// Identities (folder names, or video-index identities) known to be one person,
+    /// e.g. two worker ids of one person, as `ID1=ID2` (repeatable).
     #[arg(long = "same-person", value_parser = parse_alias)]
     pub same_person: Vec<(String, String)>,
     /// Print the report as JSON instead of text.
@@ -177,8 +177,9 @@ pub struct EngineConfig {
     /// head movement show (a 3 s clip is then seen at 8 frames per second).
     #[arg(long, env = "FACEAUTH_VIDEO_LIVENESS_FRAMES", default_value_t = 24)]
     pub video_liveness_frames: u32,
-    /// Longest accepted selfie video, in seconds.
-    #[arg(long, env = "FACEAUTH_VIDEO_MAX_SECONDS", default_value_t = 30)]
+    /// Longest accepted selfie video, in seconds (real capture clips run past 30 s:
+    /// one of the 9 in ../shared/videos is 32.4 s).
+    #[arg(long, env = "FACEAUTH_VIDEO_MAX_SECONDS", default_value_t = 60)]
     pub video_max_seconds: u64,
     /// Wall-clock limit of the video decoder, in seconds.
     #[arg(long, env = "FACEAUTH_VIDEO_DECODER_TIMEOUT", default_value_t = 20)]

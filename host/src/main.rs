@@ -112,6 +112,7 @@ async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     });
     let mut attempts = match args.mode {
         Mode::Video => eval::read_video_index(&list, &args.same_person)?,
+        Mode::Pairs | Mode::Card if list.is_dir() => eval::read_folder(&list, &args.same_person)?,
         Mode::Pairs | Mode::Card => eval::read_pairs(&list)?,
     };
     if let Some(n) = args.limit {
@@ -132,10 +133,16 @@ async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let workers = args.engine.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let started = std::time::Instant::now();
     let ticker = bar.clone();
-    let options = eval::RunOptions { concurrency: workers, cards_dir: args.cards_dir.clone() };
-    let results = eval::run(engine, policy.clone(), args.mode, attempts, &options, move || ticker.inc(1)).await;
+    let options = eval::RunOptions {
+        concurrency: workers,
+        cards_dir: args.cards_dir.clone(),
+        same_person: args.same_person.clone(),
+    };
+    let run = eval::run(engine, policy.clone(), args.mode, attempts, &options, move || ticker.inc(1)).await;
     bar.finish_and_clear();
-    let report = eval::Report::new(args.mode, &policy, &results, started.elapsed().as_secs_f64());
+    let results = run.attempts;
+    let mut report = eval::Report::new(args.mode, &policy, &results, started.elapsed().as_secs_f64());
+    report.impostor_sweep = Some(eval::impostor_sweep(&run.faces, 0.20, 0.50, 0.025));
     if let Some(path) = &args.roc {
         report.write_roc(&results, path).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     }

@@ -75,12 +75,40 @@ pub fn read_pairs(list: &Path) -> Result<Vec<Attempt>, EvalError> {
     Ok(attempts)
 }
 
+/// Every pair of images in the subfolders of `dir`, one folder per person
+/// (`faces/selfies/tdp-*/`): same folder genuine, different folders impostor.
+pub fn read_folder(dir: &Path, same_person: &[(String, String)]) -> Result<Vec<Attempt>, EvalError> {
+    let read = |d: &Path| -> Result<Vec<PathBuf>, EvalError> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(d)
+            .map_err(|e| EvalError::Read(d.display().to_string(), e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        Ok(entries)
+    };
+    let is_image = |p: &PathBuf| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png" | "webp" | "bmp"))
+    };
+    let mut images = Vec::new();
+    for person in read(dir)?.into_iter().filter(|p| p.is_dir()) {
+        images.extend(read(&person)?.into_iter().filter(is_image));
+    }
+    let mut attempts = Vec::new();
+    for (i, a) in images.iter().enumerate() {
+        for b in &images[i + 1..] {
+            let genuine = canonical(same_person, &identity_of(a)) == canonical(same_person, &identity_of(b));
+            attempts.push(Attempt { enroll: a.clone(), authenticate: b.clone(), genuine });
+        }
+    }
+    Ok(attempts)
+}
+
 /// Reads `videos/index.csv`: every video against every still of every identity;
 /// `same_person` pairs of identities are one person.
 pub fn read_video_index(index: &Path, same_person: &[(String, String)]) -> Result<Vec<Attempt>, EvalError> {
-    let canonical = |id: &str| -> String {
-        same_person.iter().find(|(_, b)| b == id).map_or_else(|| id.to_string(), |(a, _)| a.clone())
-    };
+    let canonical = |id: &str| canonical(same_person, id);
     let text = std::fs::read_to_string(index).map_err(|e| EvalError::Read(index.display().to_string(), e))?;
     let mut videos = Vec::new();
     let mut stills: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
@@ -172,6 +200,16 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// Where to write the generated ID cards, for a look at what was enrolled.
     pub cards_dir: Option<PathBuf>,
+    /// Identities known to be one person (`ID1=ID2`).
+    pub same_person: Vec<(String, String)>,
+}
+
+/// What a run measured.
+pub struct RunResults {
+    pub attempts: Vec<AttemptResult>,
+    /// The primary face of every still image authenticated with, by identity (its
+    /// folder's name): for impostor figures over every cross-identity pair.
+    pub faces: Vec<(String, FaceEmbedding)>,
 }
 
 /// Runs the attempts through `engine` (analysis) and `policy` (decisions);
@@ -183,7 +221,7 @@ pub async fn run(
     attempts: Vec<Attempt>,
     options: &RunOptions,
     progress: impl Fn() + Send + Sync + 'static,
-) -> Vec<AttemptResult> {
+) -> RunResults {
     let concurrency = options.concurrency;
     let cards_dir = options.cards_dir.clone();
     use futures::StreamExt;
@@ -192,7 +230,7 @@ pub async fn run(
         Arc::default();
     let progress = Arc::new(progress);
     let with_liveness = policy.info().requires_liveness;
-    futures::stream::iter(attempts)
+    let results = futures::stream::iter(attempts)
         .map(|attempt| {
             let (engine, policy, enrollments, media, progress, cards_dir) = (
                 engine.clone(),
@@ -217,8 +255,71 @@ pub async fn run(
             }
         })
         .buffered(concurrency.max(1))
-        .collect()
-        .await
+        .collect::<Vec<_>>()
+        .await;
+    let mut faces: Vec<(String, FaceEmbedding)> = Vec::new();
+    if let Ok(cache) = media.lock() {
+        let mut files: Vec<&PathBuf> = cache.keys().collect();
+        files.sort();
+        for file in files {
+            let Some(Ok(analyzed)) = cache[file].get() else { continue };
+            let primary = analyzed.frames.first().and_then(|(_, faces)| faces.first());
+            if let (MediaKind::Image, Some(face)) = (analyzed.kind, primary) {
+                faces.push((canonical(&options.same_person, &identity_of(file)), face.embedding.clone()));
+            }
+        }
+    }
+    RunResults { attempts: results, faces }
+}
+
+/// One name for identities known to be one person (`ID1=ID2` pairs).
+fn canonical(same_person: &[(String, String)], id: &str) -> String {
+    same_person.iter().find(|(_, b)| b == id).map_or_else(|| id.to_string(), |(a, _)| a.clone())
+}
+
+/// The identity of a labelled file: its folder's name (LFW, the selfie sets).
+fn identity_of(file: &Path) -> String {
+    file.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// FAR over every pair of faces of different identities at each threshold.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImpostorSweep {
+    pub faces: usize,
+    pub identities: usize,
+    pub pairs: u64,
+    /// (threshold, impostor pairs at or over it)
+    pub accepted: Vec<(f64, u64)>,
+}
+
+/// Every cross-identity pair's cosine against the thresholds `from..=to` by `step`.
+pub fn impostor_sweep(faces: &[(String, FaceEmbedding)], from: f64, to: f64, step: f64) -> ImpostorSweep {
+    let thresholds: Vec<f64> = (0..).map(|i| from + step * f64::from(i)).take_while(|t| *t <= to + 1e-9).collect();
+    let mut accepted = vec![0u64; thresholds.len()];
+    let mut pairs = 0u64;
+    for (i, (who_a, a)) in faces.iter().enumerate() {
+        for (who_b, b) in &faces[i + 1..] {
+            if who_a == who_b {
+                continue;
+            }
+            pairs += 1;
+            let s = f64::from(a.cosine(b));
+            for (slot, t) in accepted.iter_mut().zip(&thresholds) {
+                if s >= *t {
+                    *slot += 1;
+                }
+            }
+        }
+    }
+    let mut identities: Vec<&str> = faces.iter().map(|(w, _)| w.as_str()).collect();
+    identities.sort_unstable();
+    identities.dedup();
+    ImpostorSweep {
+        faces: faces.len(),
+        identities: identities.len(),
+        pairs,
+        accepted: thresholds.into_iter().zip(accepted).collect(),
+    }
 }
 
 async fn enroll(
@@ -381,6 +482,8 @@ pub struct GateLoss {
     pub similarity: f32,
 }
 
+const SECOND_FACE: &str = "MULTIPLE_FACES_DETECTED";
+
 /// The report of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -400,10 +503,23 @@ pub struct Report {
     pub recognizer: metrics::Verification,
     /// End to end: a gate refusal counts as refused at every threshold.
     pub end_to_end: metrics::Verification,
-    /// Genuine attempts lost to a gate that the recognizer would have matched.
+    /// End to end on photos of one person: the attempts refused for a second large
+    /// face (the selfie rule against a second person; LFW's press photos often show
+    /// one beside the subject) are left out of both classes.
+    pub one_person: metrics::Verification,
+    /// Attempts refused for a second large face (at enrollment or authentication):
+    /// genuine, impostor.
+    pub second_face_refusals: (usize, usize),
+    /// The policy's own decisions on photos of one person: genuine approved, genuine,
+    /// impostor approved, impostor.
+    pub one_person_decisions: (usize, usize, usize, usize),
+    /// Genuine attempts lost to a quality gate (size, sharpness, pose) or to no face
+    /// found, that the recognizer would have matched.
     pub gate_losses: Vec<GateLoss>,
     /// Impostor attempts the policy approved.
     pub impostors_approved: Vec<(String, String, f32)>,
+    /// FAR over every cross-identity pair of the still images authenticated with.
+    pub impostor_sweep: Option<ImpostorSweep>,
     pub seconds: f64,
     pub ms_per_attempt: f64,
 }
@@ -441,9 +557,14 @@ impl Report {
         let raw = |r: &AttemptResult| r.similarity.map_or(f64::NEG_INFINITY, f64::from);
         let e2e = |r: &AttemptResult| r.end_to_end_score();
         let threshold = match_threshold.unwrap_or(f64::INFINITY);
+        let second_face =
+            |r: &AttemptResult| r.enroll_reason == SECOND_FACE || r.reason.as_deref().is_some_and(|x| x == SECOND_FACE);
+        let one_person = |genuine: bool| -> Vec<f64> {
+            results.iter().filter(|r| r.genuine == genuine && !second_face(r)).map(e2e).collect()
+        };
         let gate_losses = results
             .iter()
-            .filter(|r| r.genuine && !r.approved)
+            .filter(|r| r.genuine && !r.approved && !second_face(r))
             .filter(|r| r.reason.as_deref() != Some("FACE_MISMATCH"))
             .filter_map(|r| {
                 let s = r.similarity.filter(|&s| f64::from(s) >= threshold)?;
@@ -472,12 +593,24 @@ impl Report {
             impostor: class(false),
             recognizer: metrics::verification(&scores(true, &raw), &scores(false, &raw)),
             end_to_end: metrics::verification(&scores(true, &e2e), &scores(false, &e2e)),
+            one_person: metrics::verification(&one_person(true), &one_person(false)),
+            one_person_decisions: (
+                results.iter().filter(|r| r.genuine && !second_face(r) && r.approved).count(),
+                results.iter().filter(|r| r.genuine && !second_face(r)).count(),
+                results.iter().filter(|r| !r.genuine && !second_face(r) && r.approved).count(),
+                results.iter().filter(|r| !r.genuine && !second_face(r)).count(),
+            ),
+            second_face_refusals: (
+                results.iter().filter(|r| r.genuine && second_face(r)).count(),
+                results.iter().filter(|r| !r.genuine && second_face(r)).count(),
+            ),
             gate_losses,
             impostors_approved: results
                 .iter()
                 .filter(|r| !r.genuine && r.approved)
                 .map(|r| (r.enroll.clone(), r.authenticate.clone(), r.similarity.unwrap_or(f32::NAN)))
                 .collect(),
+            impostor_sweep: None,
             seconds,
             ms_per_attempt: if results.is_empty() { 0.0 } else { seconds * 1000.0 / results.len() as f64 },
         }
@@ -557,12 +690,39 @@ impl Report {
         }
         v(&mut s, "recognizer", &self.recognizer);
         v(&mut s, "end to end", &self.end_to_end);
-        let _ = writeln!(s, "genuine lost to a gate with similarity over the threshold: {}", self.gate_losses.len());
+        let _ = writeln!(
+            s,
+            "refused for a second large face: {} genuine, {} impostor attempts; without them:",
+            self.second_face_refusals.0, self.second_face_refusals.1
+        );
+        v(&mut s, "end to end, one person", &self.one_person);
+        let (ga, gn, ia, inn) = self.one_person_decisions;
+        let _ = writeln!(
+            s,
+            "policy decisions, one person: genuine approved {ga}/{gn} ({}), impostor approved {ia}/{inn} ({})",
+            pct(if gn == 0 { 0.0 } else { ga as f64 / gn as f64 }),
+            pct(if inn == 0 { 0.0 } else { ia as f64 / inn as f64 })
+        );
+        let _ = writeln!(
+            s,
+            "genuine lost to a quality gate (or no face) with similarity over the threshold: {}",
+            self.gate_losses.len()
+        );
         for g in self.gate_losses.iter().take(20) {
             let _ = writeln!(s, "  {} -> {}: {} (similarity {:.3})", g.enroll, g.authenticate, g.reason, g.similarity);
         }
         for (a, b, sim) in self.impostors_approved.iter().take(20) {
             let _ = writeln!(s, "impostor approved: {a} -> {b} (similarity {sim:.3})");
+        }
+        if let Some(sweep) = self.impostor_sweep.as_ref().filter(|w| w.pairs > 0) {
+            let _ = writeln!(
+                s,
+                "every cross-identity pair of {} faces ({} identities, {} pairs): FAR at threshold",
+                sweep.faces, sweep.identities, sweep.pairs
+            );
+            for (t, n) in &sweep.accepted {
+                let _ = writeln!(s, "  {t:.3}: {:.4} % ({n}/{})", 100.0 * *n as f64 / sweep.pairs as f64, sweep.pairs);
+            }
         }
         let _ = writeln!(s, "{:.1} s, {:.1} ms per attempt", self.seconds, self.ms_per_attempt);
         s

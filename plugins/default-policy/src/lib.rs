@@ -54,10 +54,10 @@ mod tests {
         assert_eq!(reason(&enroll_decision(enroll(vec![]))), reasons::NO_FACE_DETECTED);
         assert_eq!(reason(&enroll_decision(enroll(vec![face(30.0, 1.0)]))), reasons::FACE_TOO_SMALL);
         let mut blurry = face(120.0, 1.0);
-        blurry.sharpness = 5.0;
+        blurry.sharpness = 3.0;
         assert_eq!(reason(&enroll_decision(enroll(vec![blurry]))), reasons::FACE_TOO_BLURRY);
         let mut profile = face(120.0, 1.0);
-        profile.pose.yaw = 70.0;
+        profile.pose.yaw = 85.0;
         assert_eq!(reason(&enroll_decision(enroll(vec![profile]))), reasons::FACE_NOT_FRONTAL);
     }
 
@@ -90,7 +90,7 @@ mod tests {
         // The head turned away (out of view, or in profile) in some frames: a normal
         // capture movement, judged on the frames where the face is usable.
         let mut turned = face(200.0, 0.2);
-        turned.pose.yaw = 60.0;
+        turned.pose.yaw = 85.0;
         let d = auth_decision(authenticate_video(vec![good(), vec![], vec![turned.clone()], good()]));
         assert!(d.approved, "{d:?}");
         assert_eq!(d.score, Some(0.7));
