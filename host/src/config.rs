@@ -32,8 +32,9 @@ pub struct EvalArgs {
     /// What is evaluated: photo pairs, ID card -> photo, or card -> selfie video.
     #[arg(long, value_enum, default_value = "pairs")]
     pub mode: crate::eval::Mode,
-    /// The labelled list: `file_a,file_b,label` (pairs, card), or `videos/index.csv`
-    /// (video); paths relative to its folder. Default: `../shared/faces/lfw-train/pairs.csv`,
+    /// The labelled list: `file_a,file_b,label` (pairs, card), a folder of one
+    /// subfolder per person (pairs, card), `videos/index.csv` (video), or the shared
+    /// data folder (liveness); paths relative to its folder. Default: `../shared/faces/lfw-train/pairs.csv`,
     /// or `../shared/videos/index.csv` in video mode.
     #[arg(long)]
     pub list: Option<PathBuf>,
@@ -49,6 +50,9 @@ pub struct EvalArgs {
     /// Write every attempt's outcome as JSON lines.
     #[arg(long)]
     pub attempts_out: Option<PathBuf>,
+    /// Liveness mode: the simulated attacks of `scripts/eval/make_presentation_attacks.py`.
+    #[arg(long, default_value = "target/presentation-attacks")]
+    pub attacks: PathBuf,
     /// Write the ID cards made for enrollment (card and video modes) into this folder.
     #[arg(long)]
     pub cards_dir: Option<PathBuf>,

@@ -106,12 +106,15 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     use faceauth::eval::{self, Mode};
     use faceauth::policy::{Param, PolicyLimits, PolicyRuntime};
+    if args.mode == Mode::Liveness {
+        return eval_liveness(args).await;
+    }
     let list = args.list.clone().unwrap_or_else(|| match args.mode {
-        Mode::Video => "../shared/videos/index.csv".into(),
+        Mode::Video | Mode::Liveness => "../shared/videos/index.csv".into(),
         Mode::Pairs | Mode::Card => "../shared/faces/lfw-train/pairs.csv".into(),
     });
     let mut attempts = match args.mode {
-        Mode::Video => eval::read_video_index(&list, &args.same_person)?,
+        Mode::Video | Mode::Liveness => eval::read_video_index(&list, &args.same_person)?,
         Mode::Pairs | Mode::Card if list.is_dir() => eval::read_folder(&list, &args.same_person)?,
         Mode::Pairs | Mode::Card => eval::read_pairs(&list)?,
     };
@@ -146,6 +149,55 @@ async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.roc {
         report.write_roc(&results, path).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     }
+    if let Some(path) = &args.attempts_out {
+        let lines: Vec<String> = results.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+        std::fs::write(path, lines.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
+
+/// Liveness mode: APCER / BPCER of a liveness policy on ../shared and the simulated attacks.
+async fn eval_liveness(args: EvalArgs) -> anyhow::Result<()> {
+    use faceauth::policy::{Param, PolicyLimits, PolicyRuntime};
+    let shared = args.list.clone().unwrap_or_else(|| "../shared".into());
+    let mut engine_config = args.engine.clone();
+    // The server's default policy has no liveness: take the liveness policy unless told.
+    if engine_config.policy == faceauth::config::EngineConfig::defaults().policy {
+        engine_config.policy = "target/wasm32-wasip2/release/liveness_policy.wasm".into();
+    }
+    let overrides: Vec<Param> =
+        args.params.iter().map(|(name, value)| Param { name: name.clone(), value: *value }).collect();
+    let policy = std::sync::Arc::new(
+        PolicyRuntime::new(PolicyLimits::default())?.compile_file(&engine_config.policy())?.variant(&overrides)?,
+    );
+    anyhow::ensure!(
+        policy.info().requires_liveness,
+        "{} does not require liveness: pass --policy target/wasm32-wasip2/release/liveness_policy.wasm",
+        engine_config.policy().display()
+    );
+    let mut presentations = faceauth::eval::liveness::presentations(&shared, &args.attacks);
+    if let Some(n) = args.limit {
+        presentations.truncate(n);
+    }
+    if !args.attacks.join("labels.csv").exists() {
+        eprintln!(
+            "no simulated attacks under {}: run python3 scripts/eval/make_presentation_attacks.py first",
+            args.attacks.display()
+        );
+    }
+    let engine = std::sync::Arc::new(tokio::task::spawn_blocking(move || FaceEngine::init(&engine_config)).await??);
+    let bar = indicatif::ProgressBar::new(presentations.len() as u64);
+    let workers = args.engine.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let ticker = bar.clone();
+    let results =
+        faceauth::eval::liveness::run(engine, policy.clone(), presentations, workers, move || ticker.inc(1)).await;
+    bar.finish_and_clear();
+    let report = faceauth::eval::liveness::LivenessReport::new(&policy, &results);
     if let Some(path) = &args.attempts_out {
         let lines: Vec<String> = results.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
         std::fs::write(path, lines.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;

@@ -7,9 +7,12 @@
 //! - `pairs`: enroll from `file_a`, authenticate with `file_b` (photo pairs);
 //! - `card`: enroll from an ID card made from `file_a` (`card`), authenticate with `file_b`;
 //! - `video`: for `videos/index.csv` (`video,stills,identity,...`), every video
-//!   against a card of every still of every identity.
+//!   against a card of every still of every identity;
+//! - `liveness`: presentation attacks and live selfies through a liveness policy
+//!   (`liveness`).
 
 pub mod card;
+pub mod liveness;
 pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +35,8 @@ pub enum Mode {
     Card,
     /// Selfie videos (videos/index.csv) against cards of every identity's stills.
     Video,
+    /// Presentation attacks against live selfies and videos (a liveness policy).
+    Liveness,
 }
 
 /// One labelled attempt.
@@ -336,7 +341,7 @@ async fn enroll(
     };
     let upload = match mode {
         Mode::Pairs => bytes,
-        Mode::Card | Mode::Video => match make_card(engine, bytes, file).await {
+        Mode::Card | Mode::Video | Mode::Liveness => match make_card(engine, bytes, file).await {
             Ok(card) => card,
             Err(e) => return failed(e),
         },

@@ -453,12 +453,55 @@ def main() -> int:
             L.append(f"| {cname(c)} | {auc(sb, sa):.3f} | {nb} / {na} | {fmt_rate(int((sb < 0.5).sum()), len(sb))} | "
                      f"{fmt_rate(int((sa >= 0.5).sum()), len(sa))} |")
 
+    # 5. named candidates at fixed (rounded) thresholds, with Wilson 95 % intervals
+    LIN, LIN12 = ("raw", 1.0, "linear"), ("raw", 1.2, "linear")
+    named = [
+        ("host today", host, 0.5),
+        ("host crop, threshold only", host, 0.45),
+        ("INTER_LINEAR crop, mean, 0.5", (LIN, LIN, "mean", "median_upper", "none"), 0.5),
+        ("INTER_LINEAR crop, mean, 0.40", (LIN, LIN, "mean", "median_upper", "none"), 0.40),
+        ("INTER_LINEAR crop, geo, 0.30 (recommended)", (LIN, LIN, "geo", "median_upper", "none"), 0.30),
+        ("INTER_LINEAR crop, geo, 0.35", (LIN, LIN, "geo", "median_upper", "none"), 0.35),
+        ("INTER_LINEAR crop x1.2, V2 alone, 0.30", (LIN12, LIN12, "v2", "median_upper", "none"), 0.30),
+        ("V2 sqmax x1.2 + V1SE x1.2, linear, logit_mean, 0.20", (("sqmax", 1.2, "linear"), LIN12, "logit_mean",
+                                                                 "median_upper", "none"), 0.20),
+    ]
+    L.append("\n## 5. Candidates at fixed thresholds (MAIN sets; Wilson 95 % intervals)\n")
+    L.append("| candidate | t | AUC | BPCER | APCER | BPCER selfies+videos only |\n|---|---|---|---|---|---|")
+    selfie_like = [r for r in ev.bf if r["group"] in ("bf_selfie", "bf_selfie_video", "bf_silentface")]
+    for label, v, t in named:
+        r = ev.evaluate(v, t_fixed=t)
+        a = r["at_fixed"]
+        lo_b, hi_b = wilson(a["bpcer_k"], a["n_bf"])
+        lo_a, hi_a = wilson(a["apcer_k"], a["n_att"])
+        ss, _ = ev.scores(selfie_like, v)
+        L.append(f"| {label} | {t:.2f} | {r['auc']:.3f} | {fmt_rate(a['bpcer_k'], a['n_bf'])} [{100 * lo_b:.1f}, {100 * hi_b:.1f}] | "
+                 f"{fmt_rate(a['apcer_k'], a['n_att'])} [{100 * lo_a:.1f}, {100 * hi_a:.1f}] | "
+                 f"{fmt_rate(int((ss < t).sum()), len(ss))} |")
+    L.append("\nPer group at those thresholds:\n")
+    per_group_table(ev, [(v, t, label) for label, v, t in named], groups, L)
+    rec_v = named[4][1]
+    sb, _ = ev.scores(ev.bf, rec_v)
+    sa, _ = ev.scores(ev.att, rec_v)
+    L.append(f"\nRecommended, curve: {vname(rec_v)}\n")
+    L.append("| t | BPCER | APCER |\n|---|---|---|")
+    for t in (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6):
+        L.append(f"| {t:.2f} | {fmt_rate(int((sb < t).sum()), len(sb))} | {fmt_rate(int((sa >= t).sum()), len(sa))} |")
+    for label, v, t in (named[0], named[4]):
+        sb, nb = ev.scores(bfc, v)
+        sa2, na = ev.scores(atc, v)
+        L.append(f"\napfolcrop, {label} (t={t}): BPCER {fmt_rate(int((sb < t).sum()), len(sb))}, "
+                 f"APCER {fmt_rate(int((sa2 >= t).sum()), len(sa2))}, AUC {auc(sb, sa2):.3f} "
+                 f"(no face {nb} / {na})")
+
     if args.cv:
         L.append("\n## Cross-validated selection (5 folds grouped by person / source photo)\n")
         L.append("| selection space | held-out BPCER | held-out APCER | picks per fold |\n|---|---|---|---|")
         spaces = {
             "host variant, 0.5 fixed (nothing learnt)": None,
             "host variant, t10 learnt": [host],
+            "recommended variant (linear, geo), t10 learnt": [(("raw", 1.0, "linear"), ("raw", 1.0, "linear"), "geo",
+                                                               "median_upper", "none")],
             "crop only (30 crops, mean, median), t10 learnt": [(c, c, "mean", "median_upper", "none") for c in configs],
             "crop x fusion (30 x 7), t10 learnt": [(c, c, f, "median_upper", "none") for c in configs for f in FUSIONS],
         }

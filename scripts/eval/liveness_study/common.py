@@ -22,7 +22,7 @@ Mirrors host/src/vision/models.rs and host/src/media/video.rs (read, not importe
 The host's `image::imageops::resize(.., FilterType::Triangle)` is reproduced with PIL's
 BILINEAR resize, which is the same separable triangle filter with its support widened by
 the down-scaling factor (anti-aliased). Variants studied here add other box shapes,
-scale factors and OpenCV filters (see `crop_variants`).
+scale factors and OpenCV filters (see `CONFIGS`).
 """
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=Path, default=Path("/tmp/liveness_study/frames.pkl"))
     ap.add_argument("--threshold", type=float, default=0.4, help="recommended threshold (linear crop)")
-    ap.add_argument("--norm", type=int, nargs="*", default=[120, 160, 240, 320],
+    ap.add_argument("--norm", type=int, nargs="*", default=[],
                     help="face heights of the two-step (normalised) resize variants")
     args = ap.parse_args()
     cv2.setNumThreads(1)
@@ -100,9 +100,10 @@ def main() -> int:
     # 1. Rust equivalence
     maxdiff, meandiff, sdiff = [], [], []
     res = {"linear": ([], []), "host_bilinear": ([], [])}
+    res_l, res_h = [], []
     # 2. resolution
     prescales = ("x1", "x0.5", "x0.35", "face240")
-    filts = ("tri", "linear") + tuple(f"norm{h}" for h in args.norm)
+    filts = ("tri", "linear", "host_bilinear") + tuple(f"norm{h}" for h in args.norm)
     resol = {(f, s): ([], []) for f in filts for s in prescales}
     for p in stills:
         rgb = common.read_image(Path(p["path"]))
@@ -119,6 +120,8 @@ def main() -> int:
         k = 0 if p["bona_fide"] else 1
         res["linear"][k].append(sa)
         res["host_bilinear"][k].append(sb)
+        res_l.append(sa)
+        res_h.append(sb)
         bh = box[3] - box[1]
         for s in prescales:
             f = {"x1": 1.0, "x0.5": 0.5, "x0.35": 0.35, "face240": 240.0 / bh}[s]
@@ -131,25 +134,30 @@ def main() -> int:
                 bx = [v * nw / rgb.shape[1] if i % 2 == 0 else v * nh / rgb.shape[0] for i, v in enumerate(box)]
             for filt in filts:
                 q = live_scores(sessions, img, bx, filt)
-                resol[(filt, s)][k].append((q[0][0][1] + q[1][0][1]) / 2)
+                resol[(filt, s)][k].append((q[0][0][1], q[1][0][1]))
     print(f"{len(stills)} still presentations (bona fide {len(res['linear'][0])}, attacks {len(res['linear'][1])})\n")
     print("1. cv2.INTER_LINEAR vs numpy copy of host geometry::resize_bilinear, on the 80x80 crops:")
     print(f"   pixel |diff|: max {max(maxdiff)}, mean of per-crop means {np.mean(meandiff):.4f}; "
           f"fused live score |diff|: median {np.median(sdiff):.5f}, max {max(sdiff):.4f}")
     t = args.threshold
+    near = [(Path(p["path"]).name, p["group"], x, y) for p, x, y in zip(stills, res_l, res_h) if abs(x - t) < 0.05 or abs(y - t) < 0.05]
+    print(f"   presentations within 0.05 of {t}: " + "; ".join(f"{g} {n[:30]} {x:.3f}/{y:.3f}" for n, g, x, y in near))
     for name, (bf, att) in res.items():
         bf, att = np.array(bf), np.array(att)
         print(f"   {name:<14} AUC {auc(bf, att):.4f}  @{t}: BPCER {fmt_rate(int((bf < t).sum()), len(bf))}, "
               f"APCER {fmt_rate(int((att >= t).sum()), len(att))}")
-    print("\n2. resolution (the whole picture resized first): host crop (tri) at 0.5, linear crop at "
-          f"{t}; stills only")
-    print(f"   {'pre-scale':<9} {'filter':<7} {'AUC':>6}  {'BPCER':>18}  {'APCER':>18}  t10   BPCER@t10")
+    print("\n2. resolution (the whole picture resized first); stills only")
+    ths = (0.3, 0.35, 0.4, 0.45, 0.5)
+    print(f"   {'pre-scale':<9} {'filter':<8} {'fusion':<6} {'AUC':>6}  t10 (BPCER@t10)        "
+          + "  ".join(f"BPCER/APCER@{x:.2f}" for x in ths))
     for (filt, s), (bf, att) in resol.items():
-        bf, att = np.array(bf), np.array(att)
-        tt = 0.5 if filt == "tri" else t
-        t10 = t_at_apcer(att)
-        print(f"   {s:<9} {filt:<7} {auc(bf, att):6.3f}  {fmt_rate(int((bf < tt).sum()), len(bf)):>18}  "
-              f"{fmt_rate(int((att >= tt).sum()), len(att)):>18}  {t10:.3f} {fmt_rate(int((bf < t10).sum()), len(bf))}")
+        for fusion in ("mean", "geo"):
+            fz = (lambda a: (a[:, 0] + a[:, 1]) / 2) if fusion == "mean" else (lambda a: np.sqrt(a[:, 0] * a[:, 1]))
+            b, a = fz(np.array(bf)), fz(np.array(att))
+            t10 = t_at_apcer(a)
+            cells = "  ".join(f"{int((b < x).sum()):>3}/{int((a >= x).sum()):<3}          " for x in ths)
+            print(f"   {s:<9} {filt:<8} {fusion:<6} {auc(b, a):6.3f}  {t10:.3f} ({fmt_rate(int((b < t10).sum()), len(b))})  {cells}")
+    print(f"   (counts: bona fide refused of {len(resol[('tri', 'x1')][0])} / attacks accepted of {len(resol[('tri', 'x1')][1])})")
     return 0
 
 
