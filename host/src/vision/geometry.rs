@@ -202,6 +202,21 @@ pub fn resize_bilinear(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     })
 }
 
+/// Resize with a triangle (bilinear) kernel widened to the scale, as
+/// `image::imageops::resize(.., FilterType::Triangle)` computes it, with SIMD
+/// (`fast_image_resize`): the pyramid levels of a 12 MP photo cost a few ms each
+/// instead of ~100. `None` only for an empty size.
+pub fn resize_triangle(image: &RgbImage, width: u32, height: u32) -> Option<RgbImage> {
+    use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+    if width == 0 || height == 0 || image.width() == 0 || image.height() == 0 {
+        return None;
+    }
+    let mut out = RgbImage::new(width, height);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new().resize(image, &mut out, &options).ok()?;
+    Some(out)
+}
+
 /// ITU-R BT.601 luma, as OpenCV's RGB2GRAY.
 pub fn luma(p: &image::Rgb<u8>) -> f32 {
     0.299 * p.0[0] as f32 + 0.587 * p.0[1] as f32 + 0.114 * p.0[2] as f32

@@ -25,6 +25,10 @@ const NMS_CONTAINMENT: f32 = 0.7;
 /// for (larger ones are found on the coarser level), so every such face lies whole
 /// in some tile.
 const TILE_OVERLAP: u32 = 64;
+/// Faces under this share of the largest face's height are not searched for on
+/// finer pyramid levels: below every policy's second-face ratio (default 0.45,
+/// strict 0.25, ghost portraits 0.6).
+const SECONDARY_FACE_MIN_RELATIVE: f32 = 0.25;
 /// Face side, in detector pixels, at which the detector is still reliable.
 const DETECTOR_MIN_FACE: f32 = 24.0;
 /// At most this many faces (the largest) are analysed in one picture.
@@ -179,15 +183,24 @@ impl FaceAnalyzer {
             scale = (scale * 2.0).min(finest);
             scales.push(scale);
         }
-        let mut found = Vec::new();
+        let mut found: Vec<Detection> = Vec::new();
         for (level, &scale) in scales.iter().enumerate() {
+            // A fine level only reports faces up to TILE_OVERLAP detector pixels; once
+            // those are under SECONDARY_FACE_MIN_RELATIVE of the largest face found,
+            // no finer level can find a face that matters (a 40 px face beside a 900 px
+            // selfie does not), so a selfie's cost does not grow with its megapixels.
+            let largest = found.iter().map(|d| d.bbox.height()).fold(0.0f32, f32::max);
+            if level > 0 && TILE_OVERLAP as f32 / scale < SECONDARY_FACE_MIN_RELATIVE * largest {
+                break;
+            }
             let lw = ((w * scale).round() as u32).max(1);
             let lh = ((h * scale).round() as u32).max(1);
             let resized;
             let level_image = if lw == image.width() && lh == image.height() {
                 image
             } else {
-                resized = image::imageops::resize(image, lw, lh, FilterType::Triangle);
+                resized = geometry::resize_triangle(image, lw, lh)
+                    .unwrap_or_else(|| image::imageops::resize(image, lw, lh, FilterType::Triangle));
                 &resized
             };
             let (sx, sy) = (w / lw as f32, h / lh as f32);
