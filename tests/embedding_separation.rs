@@ -276,21 +276,27 @@ async fn evaluate(mode: faceauth::eval::Mode, attempts: Vec<faceauth::eval::Atte
     report
 }
 
+/// `../shared/faces/lfw-train/pairs.csv`, or `None` (having said why) without it.
+fn lfw_pairs() -> Option<std::path::PathBuf> {
+    let Some(shared) = common::shared_dir() else {
+        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
+        return None;
+    };
+    let list = shared.join("faces/lfw-train/pairs.csv");
+    if !list.exists() {
+        eprintln!("SKIPPED: {} not found", list.display());
+        return None;
+    }
+    Some(list)
+}
+
 /// The accuracy floor on LFW View-1 training pairs (2200), every stage and gate of
 /// the default policy included. Measured: best accuracy 99.26 % on the 1750 attempts
 /// with one person in each photo (99.18 % for the recognizer alone over all 2200);
 /// 450 attempts are refused for a bystander's face beside the subject, by design.
 #[tokio::test(flavor = "multi_thread")]
 async fn lfw_pairs_meet_the_accuracy_floor() {
-    let Some(shared) = common::shared_dir() else {
-        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
-        return;
-    };
-    let list = shared.join("faces/lfw-train/pairs.csv");
-    if !list.exists() {
-        eprintln!("SKIPPED: {} not found", list.display());
-        return;
-    }
+    let Some(list) = lfw_pairs() else { return };
     let attempts = faceauth::eval::read_pairs(&list).expect("pairs");
     assert_eq!(attempts.len(), 2200);
     let report = evaluate(faceauth::eval::Mode::Pairs, attempts).await;
@@ -306,15 +312,7 @@ async fn lfw_pairs_meet_the_accuracy_floor() {
 /// (0.53 %), 936 of 960 one-person genuine attempts approved, 1 of 963 impostors.
 #[tokio::test(flavor = "multi_thread")]
 async fn lfw_cards_enroll_and_match() {
-    let Some(shared) = common::shared_dir() else {
-        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
-        return;
-    };
-    let list = shared.join("faces/lfw-train/pairs.csv");
-    if !list.exists() {
-        eprintln!("SKIPPED: {} not found", list.display());
-        return;
-    }
+    let Some(list) = lfw_pairs() else { return };
     // Genuine and impostor pairs alternate in blocks: take both.
     let all = faceauth::eval::read_pairs(&list).expect("pairs");
     let attempts: Vec<_> = all.iter().take(300).chain(all.iter().skip(1100).take(300)).cloned().collect();

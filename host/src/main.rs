@@ -149,16 +149,7 @@ async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.roc {
         report.write_roc(&results, path).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     }
-    if let Some(path) = &args.attempts_out {
-        let lines: Vec<String> = results.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
-        std::fs::write(path, lines.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.text());
-    }
-    Ok(())
+    write_eval_output(&args, &results, &report, report.text())
 }
 
 /// Liveness mode: APCER / BPCER of a liveness policy on ../shared and the simulated attacks.
@@ -198,14 +189,24 @@ async fn eval_liveness(args: EvalArgs) -> anyhow::Result<()> {
         faceauth::eval::liveness::run(engine, policy.clone(), presentations, workers, move || ticker.inc(1)).await;
     bar.finish_and_clear();
     let report = faceauth::eval::liveness::LivenessReport::new(&policy, &results);
+    write_eval_output(&args, &results, &report, report.text())
+}
+
+/// The per-attempt JSON lines (`--attempts-out`) and the report, as text or JSON.
+fn write_eval_output(
+    args: &EvalArgs,
+    results: &[impl serde::Serialize],
+    report: &impl serde::Serialize,
+    text: String,
+) -> anyhow::Result<()> {
     if let Some(path) = &args.attempts_out {
         let lines: Vec<String> = results.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
         std::fs::write(path, lines.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", report.text());
+        print!("{text}");
     }
     Ok(())
 }

@@ -231,8 +231,7 @@ pub async fn run(
     let cards_dir = options.cards_dir.clone();
     use futures::StreamExt;
     let enrollments: Arc<Mutex<HashMap<PathBuf, Arc<tokio::sync::OnceCell<Enrollment>>>>> = Arc::default();
-    let media: Arc<Mutex<HashMap<PathBuf, Arc<tokio::sync::OnceCell<Result<Arc<AnalyzedMedia>, String>>>>>> =
-        Arc::default();
+    let media: Arc<MediaCache> = Arc::default();
     let progress = Arc::new(progress);
     let with_liveness = policy.info().requires_liveness;
     let results = futures::stream::iter(attempts)
@@ -373,6 +372,7 @@ async fn make_card(engine: &FaceEngine, photo: Vec<u8>, file: &Path) -> Result<V
     card::card_jpeg(&pixels, face, seed).map_err(|e| format!("CARD_ERROR: {e}"))
 }
 
+/// Analysed authentication uploads by file, each analysed once.
 type MediaCache = Mutex<HashMap<PathBuf, Arc<tokio::sync::OnceCell<Result<Arc<AnalyzedMedia>, String>>>>>;
 
 async fn authenticate(
@@ -638,29 +638,28 @@ impl Report {
         use std::fmt::Write;
         let pct = |x: f64| format!("{:.2} %", 100.0 * x);
         let mut s = String::new();
+        let op = |p: &metrics::OperatingPoint, m: &metrics::Verification| {
+            format!(
+                "TAR {} ({}/{}) at FAR {} ({}/{}), threshold {:.3}",
+                pct(p.tar),
+                p.genuine_accepted,
+                m.genuine,
+                pct(p.far),
+                p.impostor_accepted,
+                m.impostor,
+                p.threshold
+            )
+        };
         let v = |s: &mut String, name: &str, m: &metrics::Verification| {
             let _ = writeln!(
                 s,
-                "{name}: ROC AUC {:.4}, EER {}, best accuracy {} at {:.3}; TAR {} ({}/{}) at FAR {} ({}/{}), threshold \
-                 {:.3}; TAR {} ({}/{}) at FAR {} ({}/{}), threshold {:.3}; unscored genuine {}, impostor {}",
+                "{name}: ROC AUC {:.4}, EER {}, best accuracy {} at {:.3}; {}; {}; unscored genuine {}, impostor {}",
                 m.roc_auc,
                 pct(m.eer),
                 pct(m.best_accuracy),
                 m.best_accuracy_threshold,
-                pct(m.at_far_1e2.tar),
-                m.at_far_1e2.genuine_accepted,
-                m.genuine,
-                pct(m.at_far_1e2.far),
-                m.at_far_1e2.impostor_accepted,
-                m.impostor,
-                m.at_far_1e2.threshold,
-                pct(m.at_far_1e3.tar),
-                m.at_far_1e3.genuine_accepted,
-                m.genuine,
-                pct(m.at_far_1e3.far),
-                m.at_far_1e3.impostor_accepted,
-                m.impostor,
-                m.at_far_1e3.threshold,
+                op(&m.at_far_1e2, m),
+                op(&m.at_far_1e3, m),
                 m.genuine_unscored,
                 m.impostor_unscored,
             );

@@ -91,11 +91,11 @@ mod tests {
         // capture movement, judged on the frames where the face is usable.
         let mut turned = face(200.0, 0.2);
         turned.pose.yaw = 85.0;
-        let d = auth_decision(authenticate_video(vec![good(), vec![], vec![turned.clone()], good()]));
+        let d = auth_decision(authenticate_video(vec![good(), vec![], vec![turned], good()]));
         assert!(d.approved, "{d:?}");
         assert_eq!(d.score, Some(0.7));
         // Too few usable frames: the reason most frames were refused for.
-        let d = auth_decision(authenticate_video(vec![good(), vec![turned.clone()], vec![turned]]));
+        let d = auth_decision(authenticate_video(vec![good(), vec![turned], vec![turned]]));
         assert_eq!(reason(&d), reasons::FACE_NOT_FRONTAL);
         let d = auth_decision(authenticate_video(vec![vec![], vec![], good()]));
         assert_eq!(reason(&d), reasons::NO_FACE_DETECTED);
