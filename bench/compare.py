@@ -581,8 +581,9 @@ def main():
 
     fa_port, py_port = free_port(), free_port()
     fa_data = os.path.join(tmp, "faceauth-data")
-    faceauth = Server("faceauth", [args.faceauth, "serve", "--listen", "127.0.0.1:%d" % fa_port, "--data-dir",
-                                   fa_data, "--workers", str(args.workers), "--max-queued", str(args.max_queued)],
+    faceauth = Server("faceauth", [os.path.join(tmp, "faceauth"), "serve", "--listen", "127.0.0.1:%d" % fa_port,
+                                   "--data-dir", fa_data, "--workers", str(args.workers),
+                                   "--max-queued", str(args.max_queued)],
                       fa_port, os.path.join(out, "faceauth.log"))
     python = Server("python", [gunicorn, "-w", str(args.workers), "-b", "127.0.0.1:%d" % py_port,
                                "--no-control-socket", "--chdir", os.path.join(BENCH, "python_baseline"), "app:app"],
@@ -599,9 +600,13 @@ def main():
         results["git"] = git.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
     except OSError:
         results["git"] = "?"
+    # a snapshot of the binary: the one in target/ may be rebuilt while this runs, and
+    # the servers are restarted before every run (data files still come from the repo)
     st = os.stat(args.faceauth)
+    binary = os.path.join(tmp, "faceauth")
+    shutil.copy2(args.faceauth, binary)
     sha = hashlib.sha256()
-    with open(args.faceauth, "rb") as f:
+    with open(binary, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             sha.update(block)
     results["faceauth_binary"] = "%s (built %s, sha256 %s)" % (

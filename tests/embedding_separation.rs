@@ -348,3 +348,38 @@ async fn head_turn_videos_are_approved_for_their_own_person_only() {
     let videos: std::collections::BTreeSet<_> = attempts.iter().map(|a| a.authenticate.clone()).collect();
     assert_eq!(videos.len(), 9);
 }
+
+/// Low-resolution clips (176x144, as old phones record 3GP) still show a findable,
+/// matching face: two real selfie clips scaled down by FFmpeg, each against a card
+/// of its person's still. Measured: similarities 0.63 and 0.58.
+#[tokio::test(flavor = "multi_thread")]
+async fn faces_are_found_in_176x144_clips() {
+    let Some(shared) = common::shared_dir() else {
+        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
+        return;
+    };
+    let person = shared.join("videos/tdp-e237e533a6ca7f8449e48d07136b19ea");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut attempts = Vec::new();
+    for (clip, size) in [
+        ("0001d815c0--61dc1abdd087f5618bf66eb9__4.3gp", "144:176"),
+        ("0001d815c0--61dc1abdd087f5618bf66eb9__8.mp4", "176:144"),
+    ] {
+        let out = dir.path().join(format!("{clip}.small.mp4"));
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-i"])
+            .arg(person.join(clip))
+            .args(["-an", "-vf", &format!("scale={size}"), "-c:v", "mpeg4", "-q:v", "5"])
+            .arg(&out)
+            .status()
+            .expect("ffmpeg runs");
+        assert!(status.success());
+        attempts.push(faceauth::eval::Attempt {
+            enroll: person.join("0001d815c0--61dc1abdd087f5618bf66eb9__1.jpg"),
+            authenticate: out,
+            genuine: true,
+        });
+    }
+    let report = evaluate(faceauth::eval::Mode::Card, attempts).await;
+    assert_eq!(report.genuine.approved, 2, "{:?}", report.genuine);
+}

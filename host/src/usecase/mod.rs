@@ -162,6 +162,7 @@ impl FaceEngine {
             let (image, faces) = self.analyze_image(bytes, with_liveness).await?;
             return Ok(AnalyzedMedia { kind: MediaKind::Image, image, frames: vec![(0, faces)] });
         }
+        let admitted = self.vision.admit()?;
         // Blinks and movement need denser frames than matching does.
         let max_frames = if with_liveness { self.video_limits.liveness_frames } else { self.video_limits.max_frames };
         let sampled = video::sample_frames(bytes, &self.video_limits, max_frames).await?;
@@ -171,7 +172,7 @@ impl FaceEngine {
             .unwrap_or(ImageSize { width: 0, height: 0 });
         let mut frames = Vec::with_capacity(sampled.len());
         for frame in sampled {
-            let faces = self.vision.analyze(Arc::new(frame.pixels), with_liveness).await?;
+            let faces = self.vision.analyze(&admitted, Arc::new(frame.pixels), with_liveness).await?;
             frames.push((frame.timestamp_ms, faces));
         }
         Ok(AnalyzedMedia { kind: MediaKind::Video, image, frames })
@@ -191,12 +192,14 @@ impl FaceEngine {
             // An ID document is a photo or a scan.
             return Err(MediaError::UnsupportedFormat.into());
         }
+        // Admitted before decoding: beyond the queue, a 503 costs no decode.
+        let admitted = self.vision.admit()?;
         let limits = self.decode_limits;
         let decoded = tokio::task::spawn_blocking(move || media::decode_image(&bytes, limits))
             .await
             .map_err(|e| UseCaseError::Vision(VisionError::Inference(format!("decoder task failed: {e}"))))??;
         let size = ImageSize { width: decoded.pixels.width(), height: decoded.pixels.height() };
-        let faces = self.vision.analyze(Arc::new(decoded.pixels), with_liveness).await?;
+        let faces = self.vision.analyze(&admitted, Arc::new(decoded.pixels), with_liveness).await?;
         Ok((size, faces))
     }
 }

@@ -9,7 +9,7 @@ mod pool;
 
 pub use geometry::{BoundingBox, HeadPose, Point};
 pub use models::{FaceAnalyzer, ModelFiles};
-pub use pool::VisionPool;
+pub use pool::{Admission, VisionPool};
 
 /// The process's ONNX Runtime environment, loaded from `library` on first use.
 /// ONNX Runtime allows one environment per process, so every engine (several in

@@ -324,7 +324,9 @@ impl FaceAnalyzer {
         let cw = ((bbox.x2 as u32).min(image.width()).saturating_sub(x0)).max(1);
         let ch = ((bbox.y2 as u32).min(image.height()).saturating_sub(y0)).max(1);
         let crop = image::imageops::crop_imm(image, x0, y0, cw, ch).to_image();
-        let crop = image::imageops::resize(&crop, LANDMARK_SIDE, LANDMARK_SIDE, FilterType::Triangle);
+        // The same triangle filter with SIMD: a 900 px face's crop cost ~20 ms before.
+        let crop = geometry::resize_triangle(&crop, LANDMARK_SIDE, LANDMARK_SIDE)
+            .unwrap_or_else(|| image::imageops::resize(&crop, LANDMARK_SIDE, LANDMARK_SIDE, FilterType::Triangle));
         let input: Vec<f32> = crop.pixels().map(|p| geometry::luma(p) / 256.0).collect();
         let side = LANDMARK_SIDE as usize;
         let outputs = self

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use image::RgbImage;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{AnalyzedFace, FaceAnalyzer, VisionError};
 
@@ -30,6 +30,13 @@ impl Drop for Checkout {
     }
 }
 
+/// A place among the requests the pool takes (running or queued), held from before
+/// the upload is decoded to the end of its analysis: a request beyond the queue is
+/// refused before it costs a decode, and decoded pictures in memory are bounded.
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+}
+
 impl VisionPool {
     pub fn new(analyzers: Vec<FaceAnalyzer>, max_queued: usize, min_face_px: f32) -> Self {
         let n = analyzers.len();
@@ -41,9 +48,20 @@ impl VisionPool {
         }
     }
 
-    /// Analyses every face of one picture (with the liveness measures if asked).
-    pub async fn analyze(&self, image: Arc<RgbImage>, with_liveness: bool) -> Result<Vec<AnalyzedFace>, VisionError> {
-        let _admitted = self.admission.clone().try_acquire_owned().map_err(|_| VisionError::Busy)?;
+    /// A place in the pool, or `Busy` at once when every worker and queue slot is taken.
+    pub fn admit(&self) -> Result<Admission, VisionError> {
+        let permit = self.admission.clone().try_acquire_owned().map_err(|_| VisionError::Busy)?;
+        Ok(Admission { _permit: permit })
+    }
+
+    /// Analyses every face of one picture (with the liveness measures if asked), for
+    /// an admitted request.
+    pub async fn analyze(
+        &self,
+        _admitted: &Admission,
+        image: Arc<RgbImage>,
+        with_liveness: bool,
+    ) -> Result<Vec<AnalyzedFace>, VisionError> {
         let _worker = self.workers.clone().acquire_owned().await.map_err(|_| VisionError::Busy)?;
         let idle = self.idle.clone();
         let min_face_px = self.min_face_px;
