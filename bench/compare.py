@@ -332,6 +332,7 @@ def measured_run(sampler, servers, name, url, path, conc, duration, prefix):
     r["cpu_ms_per_ok"] = 1000 * cpu[name] / r["ok"] if r["ok"] else None
     r["server_cores"] = cpu[name] / (t1 - t0)
     r["other_cores"] = max(0.0, (busy1 - busy0) - sum(cpu.values()) - (own1 - own0)) / (t1 - t0)
+    r["client_cores"] = (own1 - own0) / (t1 - t0)  # wrk and this script
     with open("/proc/loadavg") as f:
         r["loadavg"] = f.read().split()[:3]
     r["drain_s"] = drain(servers[name])
@@ -508,9 +509,13 @@ def print_saturation(sat):
     for name in ("faceauth", "python"):
         rr = sat["runs"].get(name, {})
         if rr.get("at") and rr.get("at2x"):
-            print("%s: p99 (200) at %d / at %d = %s (target <= 2)" % (
-                name, rr["at2x"]["concurrency"], rr["at"]["concurrency"],
-                fmt(ratio(rr["at2x"]["p99_ms"], rr["at"]["p99_ms"]), 2)))
+            print("%s: p99 (200) at %d / at %d = %s (target <= 2); answers 200 per s at %d / at %d = %s; "
+                  "server %.2f / %.2f cores, wrk %.2f / %.2f cores" % (
+                      name, rr["at2x"]["concurrency"], rr["at"]["concurrency"],
+                      fmt(ratio(rr["at2x"]["p99_ms"], rr["at"]["p99_ms"]), 2), rr["at2x"]["concurrency"],
+                      rr["at"]["concurrency"], fmt(ratio(rr["at2x"]["rps_ok"], rr["at"]["rps_ok"]), 2),
+                      rr["at"]["server_cores"], rr["at2x"]["server_cores"], rr["at"]["client_cores"],
+                      rr["at2x"]["client_cores"]))
 
 
 # ----------------------------------------------------------------------------- main
@@ -588,7 +593,7 @@ def main():
     python = Server("python", [gunicorn, "-w", str(args.workers), "-b", "127.0.0.1:%d" % py_port,
                                "--no-control-socket", "--chdir", os.path.join(BENCH, "python_baseline"), "app:app"],
                     py_port, os.path.join(out, "python.log"),
-                    env={"BASELINE_DATA_DIR": os.path.join(tmp, "python-data"),
+                    env={"BASELINE_DATA_DIR": os.path.join(tmp, "python-data"), "PYTHONDONTWRITEBYTECODE": "1",
                          "BASELINE_ORT_THREADS": str(args.python_ort_threads)})
     servers = {"faceauth": faceauth, "python": python}
 
@@ -650,13 +655,16 @@ def main():
                                          "pipeline" % (enr, j))
                     warnings.append("python did not enroll case %s: %s" % (c, j))
         checks = {}
+        single = {}  # case -> server -> seconds of one request alone (the second one)
+        results["single_request_s"] = single
         for c in cases:
             label, enr, auth = files[c]
             field = "auth_video"
             for name, s in servers.items():
                 status, j, dt = post(s.base + "/api/authentificate?username=" + users[c], field, auth)
-                post(s.base + "/api/authentificate?username=" + users[c], field, auth)  # warm-up
+                _, _, alone = post(s.base + "/api/authentificate?username=" + users[c], field, auth)  # warm
                 checks[(c, name)] = (status, j)
+                single.setdefault(c, {})[name] = alone
                 print("genuine %-9s on %-8s: %d %s (%.0f ms)" % (c, name, status, json.dumps(j), dt * 1000),
                       flush=True)
                 if not (status == 200 and isinstance(j, dict) and j.get("Decision") == "APPROVED"):
@@ -772,6 +780,12 @@ def main():
                                                    "made by ffmpeg (scale=1440:1080, libx264 crf 20)",
                                                    case["auth_desc"], os.path.relpath(case["enroll"],
                                                                                       os.path.dirname(REPO))))
+    print("\none request alone (no other load, after one warm-up request), ms:")
+    for case in results["cases"]:
+        t = results["single_request_s"].get(case["case"], {})
+        print("- %s: faceauth %s, Python %s" % (case["case"], fmt(t.get("faceauth") and 1000 * t["faceauth"], 0),
+                                               fmt(t.get("python") and 1000 * t["python"], 0)
+                                               if case["runs"].get("python", {}).get("skipped") is None else "-"))
     s = results["startup_s"]
     fa = s["faceauth"] + [t for n, t in results.get("restart_startup_s", []) if n == "faceauth"]
     py = [s["python"]] + [t for n, t in results.get("restart_startup_s", []) if n == "python"]

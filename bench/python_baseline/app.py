@@ -22,7 +22,8 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "scripts", "eval"))
 import reference_pipeline as rp  # noqa: E402  (detect, landmarks68, umeyama, embed)
 
-THRESHOLD = 0.45  # the default policy's match threshold (similarity >= 0.45)
+# the default policy's match threshold (plugins/default-policy: similarity >= 0.35)
+THRESHOLD = float(os.environ.get("BASELINE_MATCH_THRESHOLD", "0.35"))
 DATA = os.environ.get("BASELINE_DATA_DIR") or tempfile.mkdtemp(prefix="baseline-")
 os.makedirs(DATA, exist_ok=True)
 # one model set per gunicorn worker; one ONNX Runtime thread each, as faceauth's workers

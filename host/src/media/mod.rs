@@ -68,9 +68,47 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, 
     reader.limits(image_limits);
     let mut decoder = reader.into_decoder().map_err(classify)?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(classify)?;
-    image.apply_orientation(orientation);
-    Ok(DecodedImage { pixels: image.into_rgb8(), format })
+    let image = DynamicImage::from_decoder(decoder).map_err(classify)?;
+    Ok(DecodedImage { pixels: upright(image.into_rgb8(), orientation), format })
+}
+
+/// Applies the EXIF orientation. Quarter turns, what phones record, go through
+/// 64x64 tiles: `image`'s pixel-by-pixel `rotate90` took 18 % of a 7.5 MP selfie's
+/// whole request (perf), walking the destination a column at a time.
+fn upright(image: RgbImage, orientation: image::metadata::Orientation) -> RgbImage {
+    use image::metadata::Orientation as O;
+    match orientation {
+        O::Rotate90 => rotate_quarter(&image, true),
+        O::Rotate270 => rotate_quarter(&image, false),
+        O::NoTransforms => image,
+        other => {
+            let mut dynamic = DynamicImage::ImageRgb8(image);
+            dynamic.apply_orientation(other);
+            dynamic.into_rgb8()
+        }
+    }
+}
+
+/// A quarter turn, clockwise or not, tile by tile.
+fn rotate_quarter(src: &RgbImage, clockwise: bool) -> RgbImage {
+    const TILE: u32 = 64;
+    let (w, h) = src.dimensions();
+    let mut out = RgbImage::new(h, w);
+    let (from, to) = (src.as_raw(), &mut *out);
+    for ty in (0..h).step_by(TILE as usize) {
+        for tx in (0..w).step_by(TILE as usize) {
+            for y in ty..(ty + TILE).min(h) {
+                for x in tx..(tx + TILE).min(w) {
+                    // Clockwise: (x, y) -> (h - 1 - y, x); counter-clockwise: (y, w - 1 - x).
+                    let (nx, ny) = if clockwise { (h - 1 - y, x) } else { (y, w - 1 - x) };
+                    let s = 3 * (y as usize * w as usize + x as usize);
+                    let d = 3 * (ny as usize * h as usize + nx as usize);
+                    to[d..d + 3].copy_from_slice(&from[s..s + 3]);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// JPEG ends with the EOI marker `FF D9`; some cameras append a little padding or
@@ -131,6 +169,16 @@ mod tests {
         let img = RgbImage::from_pixel(300, 10, image::Rgb([0, 0, 0]));
         let limits = DecodeLimits { max_side: 200, max_alloc: 1 << 20 };
         assert!(matches!(decode_image(&encode(&img, ImageFormat::Png), limits), Err(MediaError::TooLarge(_))));
+    }
+
+    #[test]
+    fn quarter_turns_match_the_image_crate() {
+        let img = RgbImage::from_fn(131, 70, |x, y| image::Rgb([x as u8, y as u8, (x * y) as u8]));
+        assert_eq!(rotate_quarter(&img, true), image::imageops::rotate90(&img));
+        assert_eq!(rotate_quarter(&img, false), image::imageops::rotate270(&img));
+        use image::metadata::Orientation as O;
+        assert_eq!(upright(img.clone(), O::Rotate180), image::imageops::rotate180(&img));
+        assert_eq!(upright(img.clone(), O::NoTransforms), img);
     }
 
     #[test]
