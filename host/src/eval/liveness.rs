@@ -108,7 +108,7 @@ pub async fn run(
                     live: None,
                 };
                 let analysed = match std::fs::read(&p.path) {
-                    Ok(bytes) => engine.analyze_media(bytes, true).await.map_err(|e| super::error_reason(&e)),
+                    Ok(bytes) => engine.analyze_media(bytes, true).await.map_err(super::error_reason),
                     Err(e) => Err(format!("READ_ERROR: {e}")),
                 };
                 match analysed {

@@ -358,7 +358,7 @@ async fn enroll(
             let decision = policy.decide_enroll(evidence).await.map_err(|e| format!("POLICY_ERROR: {e}"));
             Enrollment { decision, primary }
         }
-        Err(e) => failed(error_reason(&e)),
+        Err(e) => failed(error_reason(e)),
     }
 }
 
@@ -399,7 +399,7 @@ async fn authenticate(
     let analyzed = cell
         .get_or_init(|| async {
             let bytes = std::fs::read(&attempt.authenticate).map_err(|e| format!("READ_ERROR: {e}"))?;
-            engine.analyze_media(bytes, with_liveness).await.map(Arc::new).map_err(|e| error_reason(&e))
+            engine.analyze_media(bytes, with_liveness).await.map(Arc::new).map_err(error_reason)
         })
         .await
         .clone();
@@ -438,22 +438,12 @@ async fn authenticate(
     result
 }
 
-/// The API's reason code for a request the host refused.
-fn error_reason(e: &UseCaseError) -> String {
-    use crate::media::MediaError as M;
-    let code = match e {
-        UseCaseError::Media(M::UnsupportedFormat) => "UNSUPPORTED_MEDIA_TYPE",
-        UseCaseError::Media(M::Corrupt(_)) => "INVALID_IMAGE",
-        UseCaseError::Media(M::TooLarge(_)) => "IMAGE_TOO_LARGE",
-        UseCaseError::Media(M::VideoTooLong(_)) => "VIDEO_TOO_LONG",
-        UseCaseError::Media(M::VideoTooLarge(_)) => "VIDEO_TOO_LARGE",
-        UseCaseError::Media(M::InvalidVideo(_)) => "INVALID_VIDEO",
-        UseCaseError::Media(M::DecoderTimeout(_)) => "VIDEO_DECODE_TIMEOUT",
-        UseCaseError::Media(M::DecoderUnavailable(_)) => "VIDEO_UNSUPPORTED",
-        UseCaseError::Busy => "SERVER_BUSY",
-        _ => "ERROR",
-    };
-    format!("{code}: {e}")
+/// The API's reason code for a request the host refused (the server's one mapping,
+/// `ApiError::reason_and_status`), with the error's words.
+fn error_reason(e: UseCaseError) -> String {
+    let text = e.to_string();
+    let (code, _) = crate::http::ApiError::UseCase(e).reason_and_status();
+    format!("{code}: {text}")
 }
 
 /// Counts by reason code (the part before any `:`).
