@@ -332,3 +332,44 @@ async fn a_liveness_variant_requiring_movement_refuses_a_photo_moved_in_front_of
     assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, ENROLLED()));
     assert_eq!(server.authenticate("alice", "video_person_a.mp4").await, (200, auth_rejected("LIVENESS_CHECK_FAILED")));
 }
+
+/// Issue 11, defect 1: a client that hangs up while its upload is analysed must not
+/// make other people's requests fail. The pool's places are held by the analysis
+/// itself, so while it runs others get a fast 503 (retry later), then their answer;
+/// before the fix they got 500 "no idle face analyzer".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_hanging_up_mid_analysis_leaves_others_a_503_not_a_500() {
+    let server = start_server_with(&[("FACEAUTH_WORKERS", "1"), ("FACEAUTH_MAX_QUEUED", "0")]).await;
+    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, ENROLLED()));
+    // A slow picture: the selfie tiled 6x6 (36 faces, about 0.8 s of analysis here).
+    let selfie = image::load_from_memory(&common::fixture("selfie_person_a.jpg")).expect("fixture").to_rgb8();
+    let (w, h) = selfie.dimensions();
+    let mut crowd = image::RgbImage::new(w * 6, h * 6);
+    for i in 0..36 {
+        image::imageops::replace(&mut crowd, &selfie, i64::from(w * (i % 6)), i64::from(h * (i / 6)));
+    }
+    let mut jpeg = Vec::new();
+    crowd.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).expect("encode");
+    assert!(jpeg.len() < MAX_UPLOAD, "{}", jpeg.len());
+    let hung_up = reqwest::Client::new()
+        .post(format!("{}/api/authentificate?username=alice", server.base))
+        .multipart(reqwest::multipart::Form::new().part("auth_video", reqwest::multipart::Part::bytes(jpeg)))
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(hung_up.is_err(), "the picture must take longer than the client waits: {hung_up:?}");
+    let mut statuses = Vec::new();
+    loop {
+        let answer = server.authenticate("alice", "selfie_person_a.jpg").await;
+        statuses.push(answer.0);
+        assert!(answer.0 == 200 || answer.0 == 503, "{answer:?} after {statuses:?}");
+        if answer.0 == 200 {
+            assert_approved(&answer);
+            break;
+        }
+        assert_eq!(answer.1["DecisionReason"], "SERVER_BUSY", "{answer:?}");
+        assert!(statuses.len() < 600, "never answered: {statuses:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(statuses.len() > 1, "the hung-up analysis must still hold the only worker: {statuses:?}");
+}

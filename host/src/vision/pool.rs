@@ -33,8 +33,10 @@ impl Drop for Checkout {
 /// A place among the requests the pool takes (running or queued), held from before
 /// the upload is decoded to the end of its analysis: a request beyond the queue is
 /// refused before it costs a decode, and decoded pictures in memory are bounded.
+/// Each analysis holds a share of it too, so a client that hangs up does not free
+/// the place while its picture is still being analysed.
 pub struct Admission {
-    _permit: OwnedSemaphorePermit,
+    permit: Arc<OwnedSemaphorePermit>,
 }
 
 impl VisionPool {
@@ -51,21 +53,27 @@ impl VisionPool {
     /// A place in the pool, or `Busy` at once when every worker and queue slot is taken.
     pub fn admit(&self) -> Result<Admission, VisionError> {
         let permit = self.admission.clone().try_acquire_owned().map_err(|_| VisionError::Busy)?;
-        Ok(Admission { _permit: permit })
+        Ok(Admission { permit: Arc::new(permit) })
     }
 
     /// Analyses every face of one picture (with the liveness measures if asked), for
     /// an admitted request.
     pub async fn analyze(
         &self,
-        _admitted: &Admission,
+        admitted: &Admission,
         image: Arc<RgbImage>,
         with_liveness: bool,
     ) -> Result<Vec<AnalyzedFace>, VisionError> {
-        let _worker = self.workers.clone().acquire_owned().await.map_err(|_| VisionError::Busy)?;
+        let worker = self.workers.clone().acquire_owned().await.map_err(|_| VisionError::Busy)?;
+        let place = admitted.permit.clone();
         let idle = self.idle.clone();
         let min_face_px = self.min_face_px;
+        // The permits move into the blocking job: if the request future is dropped (the
+        // client hung up), the job still runs to its end, and its worker and its place
+        // stay taken until then. Released with the future instead, the next request
+        // found no idle analyzer and failed with a 500 (issue 11, defect 1).
         tokio::task::spawn_blocking(move || {
+            let _held = (worker, place);
             let analyzer = idle.lock().ok().and_then(|mut v| v.pop());
             let mut checkout = Checkout { analyzer, idle };
             match checkout.analyzer.as_mut() {
