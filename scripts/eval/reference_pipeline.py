@@ -199,15 +199,18 @@ def similarity(pts5, align):
     return m.astype(np.float64)
 
 
-def embed(models, rgb, m):
+def embed(models, rgb, m, flip=False):
     face = cv2.warpAffine(
         rgb, m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
     e = models.feat.run(["output"], {"input": planar(face)})[0][0].astype(np.float64)
+    if flip:  # mean of the face's and its mirror image's embeddings
+        m_e = models.feat.run(["output"], {"input": planar(np.ascontiguousarray(face[:, ::-1]))})[0][0]
+        e = e / max(np.linalg.norm(e), 1e-12) + m_e.astype(np.float64) / max(np.linalg.norm(m_e), 1e-12)
     return e / max(np.linalg.norm(e), 1e-12)
 
 
-def analyse(models, path, align, grey_mode="float"):
+def analyse(models, path, align, grey_mode="float", flip=False):
     """Largest face of the image: dict with box, score, landmarks, five points,
     matrix, embedding; None when no face is found."""
     rgb = read_rgb(path)
@@ -235,7 +238,7 @@ def analyse(models, path, align, grey_mode="float"):
         "landmarks68": lm,
         "five_points": p5,
         "matrix": m,
-        "embedding": embed(models, rgb, m),
+        "embedding": embed(models, rgb, m, flip),
     }
 
 
@@ -420,6 +423,8 @@ def main():
     ap.add_argument("--reference-count", type=int, default=50)
     ap.add_argument("--grey", choices=["float", "opencv"], default="float",
                     help="landmark input: float BT.601 (as the host) or cv2.cvtColor (uint8-rounded)")
+    ap.add_argument("--flip", action="store_true",
+                    help="embed the aligned face and its mirror image, use the normalised mean")
     ap.add_argument("--models", default=MODELS)
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
     ap.add_argument("--check-stages", metavar="JSON",
@@ -443,7 +448,7 @@ def main():
     cache = {}
     t0 = time.time()
     for i, rel in enumerate(images):
-        cache[rel] = analyse(models, os.path.join(root, rel), args.align, args.grey)
+        cache[rel] = analyse(models, os.path.join(root, rel), args.align, args.grey, args.flip)
         if (i + 1) % 500 == 0:
             print("  %d/%d images, %.0f s" % (i + 1, len(images), time.time() - t0), file=sys.stderr, flush=True)
     noface_images = [k for k, v in cache.items() if v is None]
