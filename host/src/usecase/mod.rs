@@ -172,7 +172,7 @@ impl FaceEngine {
             .unwrap_or(ImageSize { width: 0, height: 0 });
         let mut frames = Vec::with_capacity(sampled.len());
         for frame in sampled {
-            let faces = self.vision.analyze(&admitted, Arc::new(frame.pixels), with_liveness).await?;
+            let faces = self.vision.analyze(&admitted, Arc::new(frame.pixels), 1.0, with_liveness).await?;
             frames.push((frame.timestamp_ms, faces));
         }
         Ok(AnalyzedMedia { kind: MediaKind::Video, image, frames })
@@ -198,8 +198,10 @@ impl FaceEngine {
         let decoded = tokio::task::spawn_blocking(move || media::decode_image(&bytes, limits))
             .await
             .map_err(|e| UseCaseError::Vision(VisionError::Inference(format!("decoder task failed: {e}"))))??;
-        let size = ImageSize { width: decoded.pixels.width(), height: decoded.pixels.height() };
-        let faces = self.vision.analyze(&admitted, Arc::new(decoded.pixels), with_liveness).await?;
+        let (width, height) = decoded.original_size;
+        let scale = decoded.scale();
+        let faces = self.vision.analyze(&admitted, Arc::new(decoded.pixels), scale, with_liveness).await?;
+        let size = ImageSize { width, height };
         Ok((size, faces))
     }
 }

@@ -87,6 +87,21 @@ pub struct AnalyzedFace {
     pub eyes_open: Option<f32>,
 }
 
+impl AnalyzedFace {
+    /// The same face in the coordinates of a picture `k` times larger (the upload, for
+    /// a JPEG decoded at reduced scale); measures that do not depend on size stay.
+    pub fn scaled(mut self, k: f32) -> Self {
+        if k != 1.0 {
+            let b = self.bbox;
+            self.bbox = BoundingBox { x1: b.x1 * k, y1: b.y1 * k, x2: b.x2 * k, y2: b.y2 * k };
+            for p in &mut self.landmarks {
+                *p = Point { x: p.x * k, y: p.y * k };
+            }
+        }
+        self
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VisionError {
     #[error("cannot load face model {path}: {message}")]

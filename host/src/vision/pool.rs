@@ -57,13 +57,17 @@ impl VisionPool {
     }
 
     /// Analyses every face of one picture (with the liveness measures if asked), for
-    /// an admitted request.
+    /// an admitted request. `scale` is the upload's pixels per pixel of `image` (a JPEG
+    /// decoded at reduced scale): boxes and landmarks come back in the upload's pixels,
+    /// and the smallest face searched for is the same size there.
     pub async fn analyze(
         &self,
         admitted: &Admission,
         image: Arc<RgbImage>,
+        scale: f32,
         with_liveness: bool,
     ) -> Result<Vec<AnalyzedFace>, VisionError> {
+        let scale = if scale.is_finite() && scale >= 1.0 { scale } else { 1.0 };
         let worker = self.workers.clone().acquire_owned().await.map_err(|_| VisionError::Busy)?;
         let place = admitted.permit.clone();
         let idle = self.idle.clone();
@@ -77,7 +81,9 @@ impl VisionPool {
             let analyzer = idle.lock().ok().and_then(|mut v| v.pop());
             let mut checkout = Checkout { analyzer, idle };
             match checkout.analyzer.as_mut() {
-                Some(a) => a.analyze(&image, min_face_px, with_liveness),
+                Some(a) => a
+                    .analyze(&image, min_face_px / scale, with_liveness)
+                    .map(|faces| faces.into_iter().map(|f| f.scaled(scale)).collect()),
                 None => Err(VisionError::Inference("no idle face analyzer (a previous job crashed)".into())),
             }
         })
