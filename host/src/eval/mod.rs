@@ -364,10 +364,16 @@ async fn enroll(
 
 /// A card of the person in `photo`: the portrait cropped around the largest face.
 async fn make_card(engine: &FaceEngine, photo: Vec<u8>, file: &Path) -> Result<Vec<u8>, String> {
-    let pixels = crate::media::decode_image(&photo, crate::media::DecodeLimits::default())
-        .map_err(|e| format!("INVALID_IMAGE: {e}"))?
-        .pixels;
-    let face = engine.analyze_upload(photo).await.ok().and_then(|(_, faces)| faces.first().map(|f| f.bbox));
+    let decoded = crate::media::decode_image(&photo, crate::media::DecodeLimits::default())
+        .map_err(|e| format!("INVALID_IMAGE: {e}"))?;
+    // The analysis answers in the upload's pixels; a large JPEG is decoded smaller.
+    let to_decoded = 1.0 / decoded.scale();
+    let face = engine
+        .analyze_upload(photo)
+        .await
+        .ok()
+        .and_then(|(_, faces)| faces.into_iter().next().map(|f| f.scaled(to_decoded).bbox));
+    let pixels = decoded.pixels;
     let seed = file.to_string_lossy().bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     card::card_jpeg(&pixels, face, seed).map_err(|e| format!("CARD_ERROR: {e}"))
 }
