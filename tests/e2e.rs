@@ -376,7 +376,18 @@ async fn a_client_hanging_up_mid_analysis_leaves_others_a_503_not_a_500() {
         .send()
         .await;
     assert!(hung_up.is_err(), "the picture must take longer than the client waits: {hung_up:?}");
-    let mut statuses = Vec::new();
+    // Still busy with it: a 503 that says when to come back.
+    let selfie = reqwest::multipart::Part::bytes(common::fixture("selfie_person_a.jpg")).file_name("s.jpg");
+    let busy = reqwest::Client::new()
+        .post(format!("{}/api/authentificate?username=alice", server.base))
+        .multipart(reqwest::multipart::Form::new().part("auth_video", selfie))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(busy.status().as_u16(), 503);
+    assert_eq!(busy.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert_eq!(busy.json::<Value>().await.expect("json"), auth_rejected("SERVER_BUSY"));
+    let mut statuses = vec![503];
     loop {
         let answer = server.authenticate("alice", "selfie_person_a.jpg").await;
         statuses.push(answer.0);

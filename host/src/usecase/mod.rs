@@ -155,6 +155,12 @@ impl FaceEngine {
         &self.onnxruntime_lib
     }
 
+    /// Whether a new upload would be refused as `Busy` right now (checked again when
+    /// it is admitted): the HTTP layer answers 503 before reading the body.
+    pub fn is_saturated(&self) -> bool {
+        self.vision.is_full()
+    }
+
     /// Analyses a still image or, for a video, a bounded sample of its frames; the
     /// liveness measures only `with_liveness`.
     pub async fn analyze_media(&self, bytes: Vec<u8>, with_liveness: bool) -> Result<AnalyzedMedia, UseCaseError> {
@@ -195,14 +201,14 @@ impl FaceEngine {
         // Admitted before decoding: beyond the queue, a 503 costs no decode.
         let admitted = self.vision.admit()?;
         let limits = self.decode_limits;
-        let decoded = tokio::task::spawn_blocking(move || media::decode_image(&bytes, limits))
-            .await
-            .map_err(|e| UseCaseError::Vision(VisionError::Inference(format!("decoder task failed: {e}"))))??;
-        let (width, height) = decoded.original_size;
-        let scale = decoded.scale();
-        let faces = self.vision.analyze(&admitted, Arc::new(decoded.pixels), scale, with_liveness).await?;
-        let size = ImageSize { width, height };
-        Ok((size, faces))
+        // Decoded on the worker that analyses it (see `VisionPool::analyze_decoded`).
+        let decode = move || {
+            let decoded = media::decode_image(&bytes, limits)?;
+            let (width, height) = decoded.original_size;
+            let scale = decoded.scale();
+            Ok::<_, MediaError>((Arc::new(decoded.pixels), scale, ImageSize { width, height }))
+        };
+        Ok(self.vision.analyze_decoded(&admitted, decode, with_liveness).await??)
     }
 }
 
