@@ -120,6 +120,23 @@ async fn every_bad_request_gets_its_reason_and_status() {
         post("/api/enroll", Some("username=a%00b"), "cin_file", Some(card.clone())).await,
         (400, enroll_rejected("INVALID_USERNAME"))
     );
+    // Invalid UTF-8 (`Jos%E9` was stored as "Jos\u{FFFD}", which `Jos%E8` then reached)
+    // and invisible characters (zero-width space, bidi override) are refused.
+    for name in ["Jos%E9", "ali%E2%80%8Bce", "%E2%80%AEecila"] {
+        let q = format!("username={name}");
+        assert_eq!(
+            server.post("/api/enroll", Some(&q), "cin_file", Some(card.clone())).await,
+            (400, enroll_rejected("INVALID_USERNAME")),
+            "{name}"
+        );
+    }
+    // One name typed two ways (precomposed, combining accent) is one account.
+    assert_eq!(server.enroll("Jos%C3%A9", "id_card_person_a.jpg").await, (200, ENROLLED()));
+    assert_eq!(
+        server.enroll("Jose%CC%81", "id_card_person_a.jpg").await,
+        (409, enroll_rejected("USERNAME_ALREADY_EXISTS"))
+    );
+    assert_approved(&server.authenticate("Jose%CC%81", "selfie_person_a.jpg").await);
     assert_eq!(
         post("/api/authentificate", None, "auth_video", Some(card.clone())).await,
         (400, auth_rejected("MISSING_USERNAME"))

@@ -29,7 +29,9 @@ pub const MAX_USERNAME_BYTES: usize = 128;
 pub enum UseCaseError {
     #[error("username is empty")]
     EmptyUsername,
-    #[error("username is longer than {MAX_USERNAME_BYTES} bytes or contains control characters")]
+    #[error(
+        "username is longer than {MAX_USERNAME_BYTES} bytes, is not valid UTF-8, or contains control or invisible format characters"
+    )]
     InvalidUsername,
     #[error(transparent)]
     Media(#[from] MediaError),
@@ -246,16 +248,29 @@ pub struct FaceAuth {
     pub metrics: Arc<stats::DecisionMetrics>,
 }
 
-/// Checks a username and returns it as stored (surrounding whitespace removed).
-pub fn validate_username(raw: &str) -> Result<&str, UseCaseError> {
+/// Checks a username and returns it as stored: surrounding whitespace removed, in
+/// Unicode NFC, so that one name typed two ways (a precomposed or a combining accent)
+/// is one account. Refused, so that two names that look alike cannot both exist or
+/// reach one account: control characters, invisible format characters (general
+/// category Cf: zero-width spaces and joiners, bidi overrides, BOM, soft hyphen) and
+/// U+FFFD, which is what invalid UTF-8 in the request (`Jos%E9`) decodes to.
+pub fn validate_username(raw: &str) -> Result<String, UseCaseError> {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     let name = raw.trim();
     if name.is_empty() {
-        Err(UseCaseError::EmptyUsername)
-    } else if name.len() > MAX_USERNAME_BYTES || name.chars().any(char::is_control) {
-        Err(UseCaseError::InvalidUsername)
-    } else {
-        Ok(name)
+        return Err(UseCaseError::EmptyUsername);
     }
+    let refused =
+        |c: char| c.is_control() || c == char::REPLACEMENT_CHARACTER || c.general_category() == GeneralCategory::Format;
+    if name.chars().any(refused) {
+        return Err(UseCaseError::InvalidUsername);
+    }
+    let name: String = name.nfc().collect();
+    if name.len() > MAX_USERNAME_BYTES {
+        return Err(UseCaseError::InvalidUsername);
+    }
+    Ok(name)
 }
 
 /// Evidence of either use case, as the policies receive it.
@@ -333,7 +348,7 @@ impl FaceAuth {
 
     pub async fn enroll(&self, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
         let started = std::time::Instant::now();
-        let username = validate_username(username)?;
+        let username = &validate_username(username)?;
         // Cheap early answer; the primary key still decides under a race.
         if self.store.find(username).await?.is_some() {
             return Err(UseCaseError::DuplicateUsername);
@@ -355,7 +370,7 @@ impl FaceAuth {
 
     pub async fn authenticate(&self, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
         let started = std::time::Instant::now();
-        let username = validate_username(username)?;
+        let username = &validate_username(username)?;
         let user = self.store.find(username).await?.ok_or(UseCaseError::UnknownUser)?;
         if user.model_version != self.engine.models.embedding_model_version {
             return Err(UseCaseError::OutdatedTemplate(user.model_version));
@@ -435,10 +450,25 @@ mod tests {
 
     #[test]
     fn usernames_are_trimmed_and_checked() {
-        assert_eq!(validate_username("  alice ").ok(), Some("alice"));
+        assert_eq!(validate_username("  alice ").ok().as_deref(), Some("alice"));
         assert!(matches!(validate_username("   "), Err(UseCaseError::EmptyUsername)));
         assert!(matches!(validate_username("a\u{0}b"), Err(UseCaseError::InvalidUsername)));
         assert!(matches!(validate_username(&"x".repeat(129)), Err(UseCaseError::InvalidUsername)));
         assert!(validate_username("José García-Núñez").is_ok());
+    }
+
+    /// Issue 11, defect 7: two different names must not reach one account, and one
+    /// name written two ways must.
+    #[test]
+    fn usernames_are_one_spelling_each() {
+        // Invalid UTF-8 in the request arrives as U+FFFD: `Jos%E9` and `Jos%E8` were one account.
+        assert!(matches!(validate_username("Jos\u{FFFD}"), Err(UseCaseError::InvalidUsername)));
+        // Invisible format characters: zero-width space and joiner, bidi override, BOM, soft hyphen.
+        for name in ["ali\u{200B}ce", "ali\u{200D}ce", "\u{202E}ecila", "\u{FEFF}alice", "ali\u{AD}ce"] {
+            assert!(matches!(validate_username(name), Err(UseCaseError::InvalidUsername)), "{name:?}");
+        }
+        // NFC: the decomposed and the precomposed "é" are one name.
+        assert_eq!(validate_username("Jose\u{301}").ok().as_deref(), Some("Jos\u{E9}"));
+        assert_eq!(validate_username("Jos\u{E9}").ok().as_deref(), Some("Jos\u{E9}"));
     }
 }
