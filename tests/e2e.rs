@@ -419,3 +419,36 @@ async fn a_client_hanging_up_mid_analysis_leaves_others_a_503_not_a_500() {
     }
     assert!(statuses.len() > 1, "the hung-up analysis must still hold the only worker: {statuses:?}");
 }
+
+/// Issue 11, defect 3: a stalled upload held the process forever after SIGTERM, and a
+/// second signal was ignored. The drain is bounded by `--shutdown-grace`; a second
+/// signal exits at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_is_bounded_by_the_grace_and_a_second_signal() {
+    use tokio::io::AsyncWriteExt;
+    async fn stalled_upload(server: &common::server::Server) -> tokio::net::TcpStream {
+        let addr = server.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST /api/authentificate?username=a HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: multipart/form-data; boundary=X\r\nContent-Length: 100000\r\n\r\n--X\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        // Let the server start reading the body it will never fully get.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        stream
+    }
+    let mut server = start_server_with(&[("FACEAUTH_SHUTDOWN_GRACE", "1")]).await;
+    let _stalled = stalled_upload(&server).await;
+    server.signal("TERM");
+    let exited = server.exited_within(std::time::Duration::from_secs(10)).await;
+    assert!(exited.is_some(), "still running 10 s after SIGTERM with a 1 s grace");
+
+    let mut server = start_server_with(&[("FACEAUTH_SHUTDOWN_GRACE", "600")]).await;
+    let _stalled = stalled_upload(&server).await;
+    server.signal("TERM");
+    assert!(server.exited_within(std::time::Duration::from_millis(500)).await.is_none(), "the grace is honoured");
+    server.signal("INT");
+    let exited = server.exited_within(std::time::Duration::from_secs(5)).await;
+    assert!(exited.is_some(), "a second signal must exit at once");
+}

@@ -87,6 +87,10 @@ pub struct ServeConfig {
     /// How often the policy directory is checked for changes, in milliseconds.
     #[arg(long, env = "FACEAUTH_POLICY_WATCH_MS", default_value_t = 2000)]
     pub policy_watch_ms: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C; then the
+    /// server exits anyway (a stalled upload cannot hold it). A second signal exits at once.
+    #[arg(long, env = "FACEAUTH_SHUTDOWN_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace: u64,
     #[command(flatten)]
     pub engine: EngineConfig,
 }

@@ -107,9 +107,29 @@ pub async fn run(
         })
     });
     let router = http::router(app.clone(), config.max_upload_bytes, admin);
-    let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+    let (fired, signalled) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = fired.send(());
+    };
+    let serve = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
-        .await;
+        .into_future();
+    let grace = std::time::Duration::from_secs(config.shutdown_grace);
+    // The drain is bounded: a client that stalls mid-upload would otherwise keep the
+    // process alive forever after SIGTERM (issue 11, defect 3).
+    let served = tokio::select! {
+        served = serve => served,
+        () = async {
+            match signalled.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                Err(_) => std::future::pending().await,
+            }
+        } => {
+            tracing::warn!("requests still in flight {} s after the shutdown signal: exiting anyway", grace.as_secs());
+            Ok(())
+        }
+    };
     for task in watcher.into_iter().chain(retention) {
         task.abort();
     }

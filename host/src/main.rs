@@ -46,7 +46,28 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     ctrl_c.await.unwrap_or(());
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: finishing in-flight requests (a second signal exits at once)");
+    tokio::spawn(async {
+        second_signal().await;
+        tracing::warn!("second shutdown signal: exiting at once");
+        std::process::exit(130);
+    });
+}
+
+/// The next SIGINT or SIGTERM after the first.
+async fn second_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    tokio::signal::ctrl_c().await.unwrap_or(());
 }
 
 /// Prints the enrollment evidence of each file and the default decision, as JSON lines.

@@ -62,6 +62,24 @@ pub async fn start_server_with(extra_env: &[(&str, &str)]) -> Server {
 }
 
 impl Server {
+    /// Sends a signal (`TERM`, `INT`) to the server process.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{name}");
+    }
+
+    /// The exit status if the process ends within `within`.
+    pub async fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     pub async fn post(&self, path: &str, query: Option<&str>, field: &str, bytes: Option<Vec<u8>>) -> (u16, Value) {
         let mut url = format!("{}{path}", self.base);
         if let Some(q) = query {
