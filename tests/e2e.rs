@@ -452,3 +452,18 @@ async fn shutdown_is_bounded_by_the_grace_and_a_second_signal() {
     let exited = server.exited_within(std::time::Duration::from_secs(5)).await;
     assert!(exited.is_some(), "a second signal must exit at once");
 }
+
+/// Issue 11, defect 4: a decompression bomb inside the byte limit (a few dozen KB of
+/// PNG that decodes to 64 megapixels) is refused from its header, before any pixel is
+/// decoded, by the documented megapixel cap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decompression_bomb_is_refused_before_it_is_decoded() {
+    let server = start_server().await;
+    let bomb = image::GrayImage::new(8000, 8000);
+    let mut png = Vec::new();
+    bomb.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).expect("encode");
+    assert!(png.len() < 512 * 1024, "{} bytes", png.len());
+    // Before the cap it was decoded (64 MB grey, 192 MB RGB) and searched for faces.
+    let answer = server.post("/api/enroll", Some("username=bomb"), "cin_file", Some(png)).await;
+    assert_eq!(answer, (413, enroll_rejected("IMAGE_TOO_LARGE")));
+}

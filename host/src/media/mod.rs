@@ -14,12 +14,20 @@ pub struct DecodeLimits {
     pub max_side: u32,
     /// Largest accepted decoded size, in bytes.
     pub max_alloc: u64,
+    /// Largest accepted picture, in pixels (width x height), checked from the header
+    /// before anything is decoded.
+    pub max_pixels: u64,
 }
+
+/// The megapixel cap on uploads (`DecodeLimits::max_pixels`): a 50 MP sensor's photo
+/// (8192x6144) and a 600 dpi A4 scan (35 MP) fit; a 249 KB PNG that decodes to
+/// 16000x16000 (256 MP, 30 s and 2.9 GB before the cap) does not.
+pub const MAX_MEGAPIXELS: u64 = 52;
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        // 12 MP phone photos are 4000x3000; panoramas and 50 MP sensors still fit.
-        Self { max_side: 16_384, max_alloc: 512 * 1024 * 1024 }
+        // 12 MP phone photos are 4000x3000; panoramas up to 16384 px wide still fit.
+        Self { max_side: 16_384, max_alloc: 512 * 1024 * 1024, max_pixels: MAX_MEGAPIXELS * 1_000_000 }
     }
 }
 
@@ -94,6 +102,12 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, 
     let mut decoder = reader.into_decoder().map_err(classify)?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(MediaError::TooLarge(format!(
+            "{width}x{height} is over {:.0} megapixels",
+            limits.max_pixels as f64 / 1e6
+        )));
+    }
     let turned = matches!(
         orientation,
         image::metadata::Orientation::Rotate90
@@ -251,8 +265,12 @@ mod tests {
     #[test]
     fn refuses_images_beyond_the_limits() {
         let img = RgbImage::from_pixel(300, 10, image::Rgb([0, 0, 0]));
-        let limits = DecodeLimits { max_side: 200, max_alloc: 1 << 20 };
+        let limits = DecodeLimits { max_side: 200, max_alloc: 1 << 20, max_pixels: 1 << 20 };
         assert!(matches!(decode_image(&encode(&img, ImageFormat::Png), limits), Err(MediaError::TooLarge(_))));
+        let limits = DecodeLimits { max_side: 1000, max_alloc: 1 << 20, max_pixels: 2999 };
+        assert!(matches!(decode_image(&encode(&img, ImageFormat::Png), limits), Err(MediaError::TooLarge(_))));
+        let limits = DecodeLimits { max_pixels: 3000, ..limits };
+        assert!(decode_image(&encode(&img, ImageFormat::Png), limits).is_ok());
     }
 
     #[test]
