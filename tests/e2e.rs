@@ -467,3 +467,28 @@ async fn a_decompression_bomb_is_refused_before_it_is_decoded() {
     let answer = server.post("/api/enroll", Some("username=bomb"), "cin_file", Some(png)).await;
     assert_eq!(answer, (413, enroll_rejected("IMAGE_TOO_LARGE")));
 }
+
+/// Issue 11, defect 6: 20 simultaneous enrollments of one name stored one user but
+/// left 18 "approved" enrollments in the audit log. What is recorded is what was
+/// finally answered: one approval, the others refused as a taken name. (16 here: the
+/// test server takes 18 requests at once, 2 workers and 16 queued.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_log_records_what_was_answered_when_enrollments_race() {
+    let server = start_server().await;
+    let card = common::fixture("id_card_person_a.jpg");
+    let answers = futures::future::join_all(
+        (0..16).map(|_| server.post("/api/enroll", Some("username=racer"), "cin_file", Some(card.clone()))),
+    )
+    .await;
+    let approved = answers.iter().filter(|a| a.0 == 200 && a.1 == ENROLLED()).count();
+    assert_eq!(approved, 1, "{answers:?}");
+    assert!(
+        answers.iter().all(|a| a.0 == 200 || *a == (409, enroll_rejected("USERNAME_ALREADY_EXISTS"))),
+        "{answers:?}"
+    );
+    let (status, log) = server.get("/api/admin/decisions?endpoint=enroll&limit=100").await;
+    assert_eq!(status, 200, "{log}");
+    let records = log["decisions"].as_array().cloned().unwrap_or_default();
+    let recorded_approvals = records.iter().filter(|r| r["approved"] == true && r["username"] == "racer").count();
+    assert_eq!(recorded_approvals, 1, "{records:?}");
+}

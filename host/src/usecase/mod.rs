@@ -334,6 +334,13 @@ impl DecisionRecord {
     }
 }
 
+/// What an approved decision stores before it is recorded and answered.
+enum OnApproval<'a> {
+    Nothing,
+    /// The primary face's embedding, if the evidence had a face.
+    Enroll(Option<&'a FaceEmbedding>),
+}
+
 /// Timing of one request, for the audit log.
 struct Timing {
     started: std::time::Instant,
@@ -357,15 +364,8 @@ impl FaceAuth {
         let (image, analyzed) = self.engine.analyze_upload(upload).await?;
         let timing = Timing { started, analysis_ms: started.elapsed().as_secs_f64() * 1000.0 };
         let evidence = Evidence::Enroll(EnrollEvidence { image, faces: face_evidence(&analyzed, image, None) });
-        let decision = self.decide_and_record(username, &route, evidence, timing).await?;
-        if decision.approved {
-            // The policy approved evidence with a face, so there is a primary one.
-            let primary = analyzed.first().ok_or_else(|| {
-                UseCaseError::Policy(PolicyError::InvalidDecision("approved an enrollment without a face".into()))
-            })?;
-            self.store.insert(username, &primary.embedding, &self.engine.models.embedding_model_version).await?;
-        }
-        Ok(decision)
+        let primary = analyzed.first().map(|f| &f.embedding);
+        self.decide_and_record(username, &route, evidence, timing, OnApproval::Enroll(primary)).await
     }
 
     pub async fn authenticate(&self, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
@@ -381,7 +381,7 @@ impl FaceAuth {
         let media = self.engine.analyze_media(upload, route.requires_liveness()).await?;
         let timing = Timing { started, analysis_ms: started.elapsed().as_secs_f64() * 1000.0 };
         let evidence = Evidence::Authenticate(media.evidence(Some(&user.embedding)));
-        self.decide_and_record(username, &route, evidence, timing).await
+        self.decide_and_record(username, &route, evidence, timing, OnApproval::Nothing).await
     }
 
     /// The answering variant decides and its decision is recorded; then, off the
@@ -392,9 +392,10 @@ impl FaceAuth {
         route: &Route,
         evidence: Evidence,
         timing: Timing,
+        on_approval: OnApproval<'_>,
     ) -> Result<Decision, UseCaseError> {
         let decided = decide(&route.answer, &evidence).await;
-        let answer = DecisionRecord {
+        let mut answer = DecisionRecord {
             request_id: request_id(),
             at_ms: now_ms(),
             username: username.to_string(),
@@ -411,6 +412,35 @@ impl FaceAuth {
             total_ms: timing.started.elapsed().as_secs_f64() * 1000.0,
         }
         .with_outcome(&route.answer, &decided, false);
+        // An approved enrollment is stored before anything is recorded, and a failed
+        // store is recorded as the refusal the client gets: 20 racing enrollments of
+        // one name left 19 "approved" rows for 1 stored user (issue 11, defect 6).
+        let stored = match (on_approval, &decided.decision) {
+            (OnApproval::Enroll(primary), Ok(d)) if d.approved => {
+                let stored = match primary {
+                    // The policy approved evidence without a face: not enrolled.
+                    None => Err(UseCaseError::Policy(PolicyError::InvalidDecision(
+                        "approved an enrollment without a face".into(),
+                    ))),
+                    Some(embedding) => self
+                        .store
+                        .insert(username, embedding, &self.engine.models.embedding_model_version)
+                        .await
+                        .map_err(UseCaseError::from),
+                };
+                if let Err(e) = &stored {
+                    answer.approved = false;
+                    answer.score = None;
+                    answer.reason = match e {
+                        UseCaseError::DuplicateUsername => "USERNAME_ALREADY_EXISTS".into(),
+                        UseCaseError::Policy(e) => format!("POLICY_ERROR: {e}"),
+                        _ => "STORE_ERROR".into(),
+                    };
+                }
+                stored
+            }
+            _ => Ok(()),
+        };
         self.metrics.observe(&answer);
         if let Err(e) = self.audit.record(&answer).await {
             // The decision stands; losing its audit row is logged loudly.
@@ -429,6 +459,7 @@ impl FaceAuth {
                 }
             });
         }
+        stored?;
         Ok(decided.decision?)
     }
 
