@@ -299,10 +299,7 @@ async fn authenticates_from_video_and_contains_bad_streams() {
 /// (not committed: no licence for some). Skips, saying so, without them.
 #[tokio::test(flavor = "multi_thread")]
 async fn liveness_policy_refuses_prints_and_screen_replays() {
-    let Some(shared) = common::shared_dir() else {
-        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
-        return;
-    };
+    let shared = common::shared_dir_or_skip!();
     let policy = common::policy_wasm("liveness-policy");
     let server = start_server_with(&[("FACEAUTH_POLICY", policy.to_str().expect("path"))]).await;
     let live = |name: &str| std::fs::read(shared.join("liveness").join(name)).expect("sample");

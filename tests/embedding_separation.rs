@@ -31,10 +31,7 @@ async fn primary_face(engine: &FaceEngine, path: &std::path::Path) -> AnalyzedFa
 /// End to end (our boxes and anti-aliased crops) agreement measured 0.919-0.994.
 #[tokio::test(flavor = "multi_thread")]
 async fn stages_agree_with_the_python_reference() {
-    let Some(shared) = common::shared_dir() else {
-        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
-        return;
-    };
+    let shared = common::shared_dir_or_skip!();
     let reference: serde_json::Value = serde_json::from_slice(
         &std::fs::read(shared.join("reference/pipeline_reference.json")).expect("reference file"),
     )
@@ -112,10 +109,7 @@ async fn stages_agree_with_the_python_reference() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deepface_pairs_are_separated_perfectly() {
-    let Some(shared) = common::shared_dir() else {
-        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
-        return;
-    };
+    let shared = common::shared_dir_or_skip!();
     let dir = shared.join("faces/deepface");
     let csv = std::fs::read_to_string(dir.join("master.csv")).expect("master.csv");
     let pairs: Vec<(String, String, bool)> = csv
@@ -192,10 +186,7 @@ fn embed_on_box(analyzer: &mut FaceAnalyzer, pixels: &image::RgbImage, b: &[f32]
 /// same face. Measured: on-box mean |difference| 0.0060, end to end 0.0148 (47 pairs).
 #[tokio::test(flavor = "multi_thread")]
 async fn lfw_pairs_agree_with_the_least_squares_reference() {
-    let Some(shared) = common::shared_dir() else {
-        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
-        return;
-    };
+    let shared = common::shared_dir_or_skip!();
     let lfw = shared.join("faces/lfw-train");
     let reference: serde_json::Value = serde_json::from_slice(
         &std::fs::read(common::repo_root().join("tests/reference/lfw_pairs_reference.json")).expect("reference"),
@@ -328,10 +319,7 @@ async fn lfw_cards_enroll_and_match() {
 /// Two worker ids of the set are one person (the same face and clothes in both).
 #[tokio::test(flavor = "multi_thread")]
 async fn head_turn_videos_are_approved_for_their_own_person_only() {
-    let Some(shared) = common::shared_dir() else {
-        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
-        return;
-    };
+    let shared = common::shared_dir_or_skip!();
     let same =
         [("tdp-02d4bd7187fb9867c280213a94303c76".to_string(), "tdp-fc942c0c9e0fb57ea4b97630c6226c08".to_string())];
     let attempts = faceauth::eval::read_video_index(&shared.join("videos/index.csv"), &same).expect("index");
@@ -354,10 +342,7 @@ async fn head_turn_videos_are_approved_for_their_own_person_only() {
 /// of its person's still. Measured: similarities 0.63 and 0.58.
 #[tokio::test(flavor = "multi_thread")]
 async fn faces_are_found_in_176x144_clips() {
-    let Some(shared) = common::shared_dir() else {
-        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
-        return;
-    };
+    let shared = common::shared_dir_or_skip!();
     let person = shared.join("videos/tdp-e237e533a6ca7f8449e48d07136b19ea");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut attempts = Vec::new();

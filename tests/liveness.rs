@@ -40,10 +40,7 @@ fn ffmpeg(args: &[&str]) {
 /// its blinks; the open-eyed frame alone, held still, shows none.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blink_sequence_shows_blinks_and_a_still_picture_does_not() {
-    let Some(shared) = common::shared_dir() else {
-        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
-        return;
-    };
+    let shared = common::shared_dir_or_skip!();
     let source =
         shared.join("videos/tdp-02d4bd7187fb9867c280213a94303c76/0001d815c0--61dc1b75442e6e7ab9a44e25__8.webm");
     let dir = tempfile::tempdir().expect("tempdir");

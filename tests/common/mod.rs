@@ -35,6 +35,22 @@ pub fn engine_config(policy_crate: &str) -> EngineConfig {
     config
 }
 
+/// The shared real-data folder, or the test returns at once with a SKIPPED line.
+#[allow(unused_macros)] // each test binary compiles this module; not all use it
+macro_rules! shared_dir_or_skip {
+    () => {
+        match common::shared_dir() {
+            Some(dir) => dir,
+            None => {
+                eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
+                return;
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use shared_dir_or_skip;
+
 /// The shared real-data folder (`../shared` beside the checkout, or FACEAUTH_SHARED_DIR).
 pub fn shared_dir() -> Option<PathBuf> {
     let dir =

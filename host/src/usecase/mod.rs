@@ -180,7 +180,7 @@ impl FaceEngine {
             .unwrap_or(ImageSize { width: 0, height: 0 });
         let mut frames = Vec::with_capacity(sampled.len());
         for frame in sampled {
-            let faces = self.vision.analyze(&admitted, Arc::new(frame.pixels), 1.0, with_liveness).await?;
+            let faces = self.vision.analyze(&admitted, Arc::new(frame.pixels), with_liveness).await?;
             frames.push((frame.timestamp_ms, faces));
         }
         Ok(AnalyzedMedia { kind: MediaKind::Video, image, frames })
@@ -416,31 +416,18 @@ impl FaceAuth {
         // store is recorded as the refusal the client gets: 20 racing enrollments of
         // one name left 19 "approved" rows for 1 stored user (issue 11, defect 6).
         let stored = match (on_approval, &decided.decision) {
-            (OnApproval::Enroll(primary), Ok(d)) if d.approved => {
-                let stored = match primary {
-                    // The policy approved evidence without a face: not enrolled.
-                    None => Err(UseCaseError::Policy(PolicyError::InvalidDecision(
-                        "approved an enrollment without a face".into(),
-                    ))),
-                    Some(embedding) => self
-                        .store
-                        .insert(username, embedding, &self.engine.models.embedding_model_version)
-                        .await
-                        .map_err(UseCaseError::from),
-                };
-                if let Err(e) = &stored {
-                    answer.approved = false;
-                    answer.score = None;
-                    answer.reason = match e {
-                        UseCaseError::DuplicateUsername => "USERNAME_ALREADY_EXISTS".into(),
-                        UseCaseError::Policy(e) => format!("POLICY_ERROR: {e}"),
-                        _ => "STORE_ERROR".into(),
-                    };
-                }
-                stored
-            }
+            (OnApproval::Enroll(primary), Ok(d)) if d.approved => self.store_enrollment(username, primary).await,
             _ => Ok(()),
         };
+        if let Err(e) = &stored {
+            answer.approved = false;
+            answer.score = None;
+            answer.reason = match e {
+                UseCaseError::DuplicateUsername => "USERNAME_ALREADY_EXISTS".into(),
+                UseCaseError::Policy(e) => format!("POLICY_ERROR: {e}"),
+                _ => "STORE_ERROR".into(),
+            };
+        }
         self.metrics.observe(&answer);
         if let Err(e) = self.audit.record(&answer).await {
             // The decision stands; losing its audit row is logged loudly.
@@ -461,6 +448,15 @@ impl FaceAuth {
         }
         stored?;
         Ok(decided.decision?)
+    }
+
+    /// Stores an approved enrollment's primary face.
+    async fn store_enrollment(&self, username: &str, primary: Option<&FaceEmbedding>) -> Result<(), UseCaseError> {
+        // The policy approved evidence without a face: nothing can be enrolled.
+        let embedding = primary.ok_or_else(|| {
+            UseCaseError::Policy(PolicyError::InvalidDecision("approved an enrollment without a face".into()))
+        })?;
+        Ok(self.store.insert(username, embedding, &self.engine.models.embedding_model_version).await?)
     }
 
     pub async fn reset(&self) -> Result<u64, UseCaseError> {

@@ -62,26 +62,26 @@ impl VisionPool {
         Ok(Admission { permit: Arc::new(permit) })
     }
 
-    /// Analyses every face of one picture (with the liveness measures if asked), for
-    /// an admitted request. `scale` is the upload's pixels per pixel of `image` (a JPEG
-    /// decoded at reduced scale): boxes and landmarks come back in the upload's pixels,
-    /// and the smallest face searched for is the same size there.
+    /// Analyses every face of one picture, at the upload's own size (a video frame),
+    /// with the liveness measures if asked, for an admitted request.
     pub async fn analyze(
         &self,
         admitted: &Admission,
         image: Arc<RgbImage>,
-        scale: f32,
         with_liveness: bool,
     ) -> Result<Vec<AnalyzedFace>, VisionError> {
         let (_, faces) =
-            self.analyze_decoded(admitted, move || Ok::<_, VisionError>((image, scale, ())), with_liveness).await??;
+            self.analyze_decoded(admitted, move || Ok::<_, VisionError>((image, 1.0, ())), with_liveness).await??;
         Ok(faces)
     }
 
-    /// Decodes (`decode`: the picture, its scale as for `analyze`, and anything the
-    /// caller wants back with the faces) and analyses in one job on a worker, so that pictures are decoded only as fast as workers take
-    /// them: queued requests hold their compressed upload, not the decoded pixels
-    /// (18 decoded 7.5 MP selfies were 100 MB), and decodes do not crowd the cores.
+    /// Decodes and analyses in one job on a worker, so that pictures are decoded only
+    /// as fast as workers take them: queued requests hold their compressed upload, not
+    /// the decoded pixels (18 decoded 7.5 MP selfies were 100 MB), and decodes do not
+    /// crowd the cores. `decode` gives the picture, its scale (the upload's pixels per
+    /// pixel of the picture, for a JPEG decoded at reduced scale) and anything the
+    /// caller wants back with the faces. Boxes and landmarks come back in the upload's
+    /// pixels, and the smallest face searched for is the same size there.
     pub async fn analyze_decoded<T, E, F>(
         &self,
         admitted: &Admission,
