@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: `http` parses and validates, the `usecase`s run the stages
 //! `media` (decode) -> `vision` (ONNX inference) -> `policy` (WebAssembly decision)
-//! -> `store` (SQL). `main` only reads the configuration and calls [`serve`].
+//! -> `store` (SQL); `usecase::admin` serves the admin API and the CLI tools. `main`
+//! only reads the configuration, calls [`build`], then [`run`] on a listener.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -90,15 +91,15 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("listening on http://{addr}");
     }
-    let watcher = app.engine.router().watch(std::time::Duration::from_millis(config.policy_watch_ms.max(100)));
+    let watcher = app.watch_policies(std::time::Duration::from_millis(config.policy_watch_ms.max(100)));
     let retention = (config.audit_retention_days > 0).then(|| {
-        let audit = app.audit.clone();
+        let app = app.clone();
         let keep = std::time::Duration::from_secs(config.audit_retention_days * 24 * 3600);
         tokio::spawn(async move {
             let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
             loop {
                 hourly.tick().await;
-                match audit.apply_retention(keep).await {
+                match app.apply_retention(keep).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!("audit log: {n} decisions past retention removed"),
                     Err(e) => tracing::warn!(error = %e, "audit log retention failed"),
@@ -133,6 +134,6 @@ pub async fn run(
     for task in watcher.into_iter().chain(retention) {
         task.abort();
     }
-    app.store.close().await;
+    app.close().await;
     served
 }

@@ -102,7 +102,7 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
 /// Backtests a candidate policy on the recorded decisions and prints the report (JSON).
 async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     use faceauth::policy::{Param, PolicyLimits, PolicyRuntime};
-    use faceauth::store::audit::DecisionFilter;
+    use faceauth::usecase::admin::{ReplayScope, backtest};
     let labels = match &args.labels {
         Some(path) => faceauth::usecase::replay::parse_labels(
             &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
@@ -115,10 +115,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let candidate = PolicyRuntime::new(PolicyLimits::default())?.compile_file(&args.policy)?.variant(&overrides)?;
     let store = faceauth::store::UserStore::connect(&args.database.url()).await?;
     let since_ms = args.since_hours.map(|h| faceauth::store::now_ms() - (h as i64) * 3600 * 1000);
-    let filter = DecisionFilter { since_ms, shadow: Some(false), limit: Some(args.limit), ..Default::default() };
-    let records = store.audit_log().decisions(&filter).await?;
-    let report =
-        tokio::task::spawn_blocking(move || faceauth::usecase::replay::replay(&candidate, &records, &labels)).await?;
+    let report = backtest(&store.audit_log(), candidate, ReplayScope { since_ms, limit: args.limit, labels }).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -7,21 +7,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
-use super::{AdminAccess, ApiState, with_reason};
+use super::{AdminAccess, ApiState, error_chain, with_reason};
 use crate::policy::Param;
-use crate::policy::router::{PolicySet, RouterError, VariantChange};
-use crate::store::audit::{DecisionFilter, Endpoint};
+use crate::policy::router::{PolicySet, RouterError};
+use crate::store::audit::{DecisionRecord, RecordedEvidence};
 use crate::usecase::FaceAuth;
-use crate::usecase::replay::{self, parse_labels};
-use crate::usecase::stats::variant_stats;
+use crate::usecase::admin::{AdminError, Candidate, DecisionQuery, PolicyChange, ReplayScope};
+use crate::usecase::replay::parse_labels;
 
 pub(super) fn routes(state: ApiState) -> Router<ApiState> {
     Router::new()
@@ -48,6 +49,52 @@ fn done(extra: Value) -> Response {
     with_reason(StatusCode::OK, body, "DONE")
 }
 
+/// The one place admin failures become HTTP: reset's `{"code", "msg"}` shape.
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        use StatusCode as S;
+        let status = match &self {
+            AdminError::BadRequest(_) => S::BAD_REQUEST,
+            AdminError::TooLarge => S::PAYLOAD_TOO_LARGE,
+            AdminError::Router(e) => match e {
+                RouterError::NotManaged => S::CONFLICT,
+                RouterError::MissingComponent(_) => S::BAD_REQUEST,
+                RouterError::UnknownVariant(_) => S::NOT_FOUND,
+                RouterError::Write(_) => S::INTERNAL_SERVER_ERROR,
+                RouterError::Catalog(_) | RouterError::Variant { .. } => S::UNPROCESSABLE_ENTITY,
+            },
+            AdminError::Policy(_) => S::UNPROCESSABLE_ENTITY,
+            AdminError::Store(_) | AdminError::Task(_) => S::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::warn!(error = %error_chain(&self), "admin request failed");
+        }
+        error(status, &self)
+    }
+}
+
+impl From<QueryRejection> for AdminError {
+    fn from(e: QueryRejection) -> Self {
+        AdminError::BadRequest(e.body_text())
+    }
+}
+
+impl From<MultipartRejection> for AdminError {
+    fn from(e: MultipartRejection) -> Self {
+        AdminError::BadRequest(e.body_text())
+    }
+}
+
+impl From<MultipartError> for AdminError {
+    fn from(e: MultipartError) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AdminError::TooLarge
+        } else {
+            AdminError::BadRequest(e.body_text())
+        }
+    }
+}
+
 async fn gate(
     State(state): State<ApiState>,
     peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
@@ -67,17 +114,10 @@ async fn gate(
     response
 }
 
-async fn reset(State(app): State<Arc<FaceAuth>>) -> Response {
-    match app.reset().await {
-        Ok(removed) => {
-            tracing::info!(removed, "all users removed");
-            done(json!({}))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "reset failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, e)
-        }
-    }
+async fn reset(State(app): State<Arc<FaceAuth>>) -> Result<Response, AdminError> {
+    let removed = app.reset().await?;
+    tracing::info!(removed, "all users removed");
+    Ok(done(json!({})))
 }
 
 /// The policy set as JSON (what `GET /api/admin/policies` answers).
@@ -103,59 +143,53 @@ pub fn describe(set: &PolicySet) -> Value {
 }
 
 async fn list_policies(State(app): State<Arc<FaceAuth>>) -> Response {
-    let router = app.engine.router();
+    let overview = app.policies();
     done(json!({
-        "managed": router.directory().is_some(),
-        "directory": router.directory().map(|d| d.display().to_string()),
-        "last_error": router.last_error(),
-        "set": describe(&router.current()),
+        "managed": overview.managed,
+        "directory": overview.directory.map(|d| d.display().to_string()),
+        "last_error": overview.last_error,
+        "set": describe(&overview.set),
     }))
 }
 
-fn router_error(e: &RouterError) -> Response {
-    let status = match e {
-        RouterError::NotManaged => StatusCode::CONFLICT,
-        RouterError::MissingComponent(_) => StatusCode::BAD_REQUEST,
-        RouterError::UnknownVariant(_) => StatusCode::NOT_FOUND,
-        RouterError::Write(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        RouterError::Catalog(_) | RouterError::Variant { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-    };
-    error(status, e)
+/// Answers a policy change with the new set.
+async fn change(app: &FaceAuth, change: PolicyChange) -> Result<Response, AdminError> {
+    let set = app.change_policies(change).await?;
+    Ok(done(json!({"set": describe(&set)})))
 }
 
-/// Every field of a multipart body, as (name, bytes); an error answer for a broken one.
+async fn reload_policies(State(app): State<Arc<FaceAuth>>) -> Result<Response, AdminError> {
+    change(&app, PolicyChange::Reload).await
+}
+
+async fn retire_policy(State(app): State<Arc<FaceAuth>>, Path(name): Path<String>) -> Result<Response, AdminError> {
+    change(&app, PolicyChange::Retire(name)).await
+}
+
+/// Every field of a multipart body, as (name, bytes).
 async fn form_fields(
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Vec<(String, axum::body::Bytes)>, Response> {
-    let mut multipart = multipart.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+) -> Result<Vec<(String, axum::body::Bytes)>, AdminError> {
+    let mut multipart = multipart?;
     let mut fields = Vec::new();
-    while let Some(field) = multipart.next_field().await.map_err(|e| error(e.status(), e.body_text()))? {
+    while let Some(field) = multipart.next_field().await? {
         let name = field.name().unwrap_or_default().to_string();
-        let bytes = field.bytes().await.map_err(|e| error(e.status(), e.body_text()))?;
+        let bytes = field.bytes().await?;
         fields.push((name, bytes));
     }
     Ok(fields)
 }
 
-/// Runs a policy change (compiling is blocking work) and answers with the new set.
-async fn change(
-    app: Arc<FaceAuth>,
-    f: impl FnOnce(&crate::policy::router::PolicyRouter) -> Result<Arc<PolicySet>, RouterError> + Send + 'static,
-) -> Response {
-    let router = app.engine.router().clone();
-    match tokio::task::spawn_blocking(move || f(&router)).await {
-        Ok(Ok(set)) => done(json!({"set": describe(&set)})),
-        Ok(Err(e)) => router_error(&e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_string()
 }
 
-async fn reload_policies(State(app): State<Arc<FaceAuth>>) -> Response {
-    change(app, |router| router.reload()).await
+fn bad(why: impl Into<String>) -> AdminError {
+    AdminError::BadRequest(why.into())
 }
 
-async fn retire_policy(State(app): State<Arc<FaceAuth>>, Path(name): Path<String>) -> Response {
-    change(app, move |router| router.retire(&name)).await
+fn parse_params(bytes: &[u8]) -> Result<BTreeMap<String, f64>, AdminError> {
+    serde_json::from_slice(bytes).map_err(|e| bad(format!("params must be a JSON object of numbers: {e}")))
 }
 
 /// Adds or replaces variant `name`. Multipart fields, all optional except that a
@@ -166,83 +200,65 @@ async fn put_policy(
     State(app): State<Arc<FaceAuth>>,
     Path(name): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Response {
-    let fields = match form_fields(multipart).await {
-        Ok(f) => f,
-        Err(answer) => return answer,
-    };
+) -> Result<Response, AdminError> {
     let (mut component, mut weight, mut shadow, mut params) = (None, None, None, None);
-    for (field_name, bytes) in fields {
-        let text = || String::from_utf8_lossy(&bytes).trim().to_string();
+    for (field_name, bytes) in form_fields(multipart).await? {
         match field_name.as_str() {
             "component" => component = Some(bytes.to_vec()),
-            "weight" => match text().parse::<u32>() {
-                Ok(w) => weight = Some(w),
-                Err(_) => return error(StatusCode::BAD_REQUEST, "weight must be a whole number"),
-            },
-            "shadow" => match text().as_str() {
-                "true" | "1" => shadow = Some(true),
-                "false" | "0" => shadow = Some(false),
-                _ => return error(StatusCode::BAD_REQUEST, "shadow must be true or false"),
-            },
-            "params" => match serde_json::from_slice::<BTreeMap<String, f64>>(&bytes) {
-                Ok(p) => params = Some(p),
-                Err(e) => {
-                    return error(StatusCode::BAD_REQUEST, format!("params must be a JSON object of numbers: {e}"));
-                }
-            },
-            other => return error(StatusCode::BAD_REQUEST, format!("unknown field {other:?}")),
+            "weight" => weight = Some(text(&bytes).parse::<u32>().map_err(|_| bad("weight must be a whole number"))?),
+            "shadow" => {
+                shadow = Some(match text(&bytes).as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(bad("shadow must be true or false")),
+                })
+            }
+            "params" => params = Some(parse_params(&bytes)?),
+            other => return Err(bad(format!("unknown field {other:?}"))),
         }
     }
-    change(app, move |router| {
-        router.put_variant(&name, VariantChange { component: component.as_deref(), weight, shadow, params })
-    })
-    .await
+    change(&app, PolicyChange::Put { name, component, weight, shadow, params }).await
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct DecisionQuery {
-    since_ms: Option<i64>,
-    endpoint: Option<Endpoint>,
-    variant: Option<String>,
-    shadow: Option<bool>,
-    limit: Option<i64>,
+/// A recorded decision as the admin API shows it (the keys of the first release;
+/// `error` is the message of a failure that replaced a policy decision).
+fn decision_json(r: DecisionRecord) -> Value {
+    let evidence = match r.evidence {
+        RecordedEvidence::Readable(e) => serde_json::to_value(&e).map(|tagged| tagged["evidence"].clone()),
+        RecordedEvidence::Omitted => Ok(Value::Null),
+        // Shown as stored, with why it no longer reads.
+        RecordedEvidence::Unreadable { json, error } => {
+            let stored = serde_json::from_str(&json).unwrap_or(Value::String(json));
+            Ok(json!({"unreadable": error, "stored": stored}))
+        }
+    };
+    json!({
+        "request_id": r.request_id,
+        "at_ms": r.at_ms,
+        "username": r.username,
+        "endpoint": r.endpoint,
+        "variant": r.variant,
+        "policy": r.policy,
+        "shadow": r.shadow,
+        "approved": r.outcome.approved(),
+        "reason": r.outcome.reason(),
+        "error": r.outcome.error(),
+        "score": r.outcome.score().map(f64::from),
+        "evidence": evidence.unwrap_or_else(|e| json!({"unserializable": e.to_string()})),
+        "analysis_ms": r.analysis_ms,
+        "policy_ms": r.policy_ms,
+        "total_ms": r.total_ms,
+    })
 }
 
 /// Recorded decisions, newest `limit` (default 100) in time order.
 async fn decisions(
     State(app): State<Arc<FaceAuth>>,
-    query: Result<Query<DecisionQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    let filter = DecisionFilter {
-        since_ms: q.since_ms,
-        endpoint: q.endpoint,
-        variant: q.variant,
-        shadow: q.shadow,
-        limit: Some(q.limit.unwrap_or(100).clamp(1, 10_000)),
-        without_evidence: false,
-    };
-    match app.audit.decisions(&filter).await {
-        Ok(records) => {
-            let records: Vec<Value> = records
-                .into_iter()
-                .map(|r| {
-                    let mut v = serde_json::to_value(&r).unwrap_or(Value::Null);
-                    // The evidence is JSON already: nest it rather than quote it.
-                    if let Some(obj) = v.as_object_mut() {
-                        obj.insert("evidence".into(), serde_json::from_str(&r.evidence).unwrap_or(Value::Null));
-                    }
-                    v
-                })
-                .collect();
-            done(json!({"decisions": records}))
-        }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    query: Result<Query<DecisionQuery>, QueryRejection>,
+) -> Result<Response, AdminError> {
+    let Query(q) = query?;
+    let records: Vec<Value> = app.decisions(q).await?.into_iter().map(decision_json).collect();
+    Ok(done(json!({"decisions": records})))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -254,31 +270,18 @@ struct StatsQuery {
 /// Per-variant statistics over the audit log's window (at most the last 100 000 decisions).
 async fn stats(
     State(app): State<Arc<FaceAuth>>,
-    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    let since_ms = q.since_ms.unwrap_or_else(|| crate::store::now_ms() - 24 * 3600 * 1000);
-    let filter =
-        DecisionFilter { since_ms: Some(since_ms), limit: Some(100_000), without_evidence: true, ..Default::default() };
-    match app.audit.decisions(&filter).await {
-        Ok(records) => done(json!({
-            "since_ms": since_ms,
-            "decisions": records.len(),
-            "score_bins": crate::usecase::stats::SCORE_BINS,
-            "variants": variant_stats(&records),
-        })),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    query: Result<Query<StatsQuery>, QueryRejection>,
+) -> Result<Response, AdminError> {
+    let Query(q) = query?;
+    let report = app.stats(q.since_ms).await?;
+    Ok(done(serde_json::to_value(report).unwrap_or(Value::Null)))
 }
 
 /// Prometheus metrics (decisions and latencies per variant since start-up).
 async fn metrics(State(app): State<Arc<FaceAuth>>) -> Response {
     let mut response = axum::response::IntoResponse::into_response((
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        app.metrics.render(),
+        app.metrics().render(),
     ));
     response.extensions_mut().insert(super::LoggedReason("METRICS".into()));
     response
@@ -288,55 +291,27 @@ async fn metrics(State(app): State<Arc<FaceAuth>>) -> Response {
 /// (a .wasm) or `variant` (an existing variant's component), optional `params`
 /// (JSON object of overrides), `since_ms`, `limit` (default 10 000) and `labels`
 /// (CSV `request_id,label` with genuine/impostor).
-async fn replay(State(app): State<Arc<FaceAuth>>, multipart: Result<Multipart, MultipartRejection>) -> Response {
-    let fields = match form_fields(multipart).await {
-        Ok(f) => f,
-        Err(answer) => return answer,
-    };
-    let (mut component, mut variant, mut params, mut since_ms, mut limit, mut labels) =
-        (None, None, BTreeMap::new(), None, 10_000i64, Default::default());
-    for (name, bytes) in fields {
-        let text = String::from_utf8_lossy(&bytes).trim().to_string();
-        let bad = |what: &str| error(StatusCode::BAD_REQUEST, what.to_string());
+async fn replay(
+    State(app): State<Arc<FaceAuth>>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, AdminError> {
+    let (mut candidate, mut scope) = (Candidate::default(), ReplayScope::default());
+    for (name, bytes) in form_fields(multipart).await? {
         match name.as_str() {
-            "component" => component = Some(bytes.to_vec()),
-            "variant" => variant = Some(text),
-            "params" => match serde_json::from_str::<BTreeMap<String, f64>>(&text) {
-                Ok(p) => params = p,
-                Err(_) => return bad("params must be a JSON object of numbers"),
-            },
-            "since_ms" => match text.parse() {
-                Ok(v) => since_ms = Some(v),
-                Err(_) => return bad("since_ms must be a whole number"),
-            },
-            "limit" => match text.parse::<i64>() {
-                Ok(v) => limit = v.clamp(1, 1_000_000),
-                Err(_) => return bad("limit must be a whole number"),
-            },
-            "labels" => match parse_labels(&text) {
-                Ok(l) => labels = l,
-                Err(e) => return error(StatusCode::BAD_REQUEST, format!("labels: {e}")),
-            },
-            other => return error(StatusCode::BAD_REQUEST, format!("unknown field {other:?}")),
+            "component" => candidate.component = Some(bytes.to_vec()),
+            "variant" => candidate.variant = Some(text(&bytes)),
+            "params" => {
+                candidate.params =
+                    parse_params(&bytes)?.into_iter().map(|(name, value)| Param { name, value }).collect();
+            }
+            "since_ms" => {
+                scope.since_ms = Some(text(&bytes).parse().map_err(|_| bad("since_ms must be a whole number"))?)
+            }
+            "limit" => scope.limit = text(&bytes).parse().map_err(|_| bad("limit must be a whole number"))?,
+            "labels" => scope.labels = parse_labels(&text(&bytes)).map_err(|e| bad(format!("labels: {e}")))?,
+            other => return Err(bad(format!("unknown field {other:?}"))),
         }
     }
-    let overrides: Vec<Param> = params.into_iter().map(|(name, value)| Param { name, value }).collect();
-    let records = match app
-        .audit
-        .decisions(&DecisionFilter { since_ms, shadow: Some(false), limit: Some(limit), ..Default::default() })
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
-    let router = app.engine.router().clone();
-    let work = move || -> Result<replay::ReplayReport, RouterError> {
-        let candidate = router.candidate(component.as_deref(), variant.as_deref(), &overrides)?;
-        Ok(replay::replay(&candidate, &records, &labels))
-    };
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(report)) => done(json!({"report": report})),
-        Ok(Err(e)) => router_error(&e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    let report = app.replay(candidate, scope).await?;
+    Ok(done(json!({"report": report})))
 }

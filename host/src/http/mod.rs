@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::media::MediaError;
-use crate::policy::Decision;
+use crate::policy::{Decision, Endpoint};
 use crate::usecase::{FaceAuth, UseCaseError};
 
 /// Request-level problems, found before any use case runs.
@@ -86,60 +86,75 @@ impl ApiError {
 #[derive(Debug, Clone)]
 struct LoggedReason(String);
 
-#[derive(Clone, Copy)]
-enum Endpoint {
-    Enroll,
-    Authenticate,
+/// The wire shape of each endpoint: its file field and its answers.
+fn file_field(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Enroll => "cin_file",
+        Endpoint::Authenticate => "auth_video",
+    }
 }
 
-impl Endpoint {
-    fn file_field(self) -> &'static str {
-        match self {
-            Endpoint::Enroll => "cin_file",
-            Endpoint::Authenticate => "auth_video",
-        }
+fn rejected(endpoint: Endpoint, reason: &str) -> Value {
+    match endpoint {
+        Endpoint::Enroll => json!({"trained": "failed", "EnrollStatus": "REJECTED", "DecisionReason": reason}),
+        Endpoint::Authenticate => json!({"score": null, "Decision": "REJECTED", "DecisionReason": reason}),
     }
+}
 
-    fn rejected(self, reason: &str) -> Value {
-        match self {
-            Endpoint::Enroll => json!({"trained": "failed", "EnrollStatus": "REJECTED", "DecisionReason": reason}),
-            Endpoint::Authenticate => json!({"score": null, "Decision": "REJECTED", "DecisionReason": reason}),
+fn decided(endpoint: Endpoint, decision: &Decision) -> Response {
+    let body = match (endpoint, decision.approved) {
+        (_, false) => rejected(endpoint, &decision.reason),
+        // The wire contract fixes the success reasons.
+        (Endpoint::Enroll, true) => {
+            json!({"trained": "success", "EnrollStatus": "APPROVED", "DecisionReason": "ENROLLED_AS_USER"})
         }
-    }
+        (Endpoint::Authenticate, true) => json!({
+            "score": decision.score.map(|s| (s as f64 * 1e6).round() / 1e6),
+            "Decision": "APPROVED",
+            "DecisionReason": "AUTHENTIFICATION_SUCCESS",
+        }),
+    };
+    with_reason(StatusCode::OK, body, &decision.reason)
+}
 
-    fn decided(self, decision: &Decision) -> Response {
-        let body = match (self, decision.approved) {
-            (_, false) => self.rejected(&decision.reason),
-            // The wire contract fixes the success reasons.
-            (Endpoint::Enroll, true) => {
-                json!({"trained": "success", "EnrollStatus": "APPROVED", "DecisionReason": "ENROLLED_AS_USER"})
-            }
-            (Endpoint::Authenticate, true) => json!({
-                "score": decision.score.map(|s| (s as f64 * 1e6).round() / 1e6),
-                "Decision": "APPROVED",
-                "DecisionReason": "AUTHENTIFICATION_SUCCESS",
-            }),
-        };
-        with_reason(StatusCode::OK, body, &decision.reason)
+/// A refusal in the endpoint's shape. A busy server's 503 is paced and carries
+/// `Retry-After`, and its warning is rate-limited (see `BUSY_PACING`).
+async fn failed(endpoint: Endpoint, error: &ApiError) -> Response {
+    let (reason, status) = error.reason_and_status();
+    let busy = matches!(error, ApiError::UseCase(UseCaseError::Busy));
+    if busy {
+        // Paced: a client that retries at once (wrk, a naive SDK loop) then asks
+        // about 1000/BUSY_PACING_MS times a second instead of tens of thousands.
+        // Answered at once, 36 such clients on 2 cores drew 36 000 503s a second
+        // and the analyses that were running fell from 78 to 27 a second.
+        tokio::time::sleep(BUSY_PACING).await;
+        // An overload answers thousands of these a second: one line per second at most.
+        BUSY_WARNING.warn();
+    } else if status.is_server_error() {
+        tracing::warn!(error = %error_chain(error), reason, "request failed");
+    } else {
+        tracing::debug!(%error, reason, "request refused");
     }
+    let mut response = with_reason(status, rejected(endpoint, reason), reason);
+    if busy {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+    }
+    response
+}
 
-    fn failed(self, error: &ApiError) -> Response {
-        let (reason, status) = error.reason_and_status();
-        let busy = matches!(error, ApiError::UseCase(UseCaseError::Busy));
-        if busy {
-            // An overload answers thousands of these a second: one line per second at most.
-            BUSY_WARNING.warn();
-        } else if status.is_server_error() {
-            tracing::warn!(%error, reason, "request failed");
-        } else {
-            tracing::debug!(%error, reason, "request refused");
+/// An error with its sources, for the log.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
         }
-        let mut response = with_reason(status, self.rejected(reason), reason);
-        if busy {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
-        }
-        response
+        source = e.source();
     }
+    text
 }
 
 /// "Server busy" warnings, at most one a second, each with the count since the last.
@@ -268,7 +283,7 @@ async fn read_request(
             Err(e) => return Err(multipart_error(e)),
         };
         let name = field.name().unwrap_or_default().to_string();
-        if name == endpoint.file_field() && file.is_none() {
+        if name == file_field(endpoint) && file.is_none() {
             file = Some(field.bytes().await.map_err(multipart_error)?.to_vec());
         } else if name == "username" && username.is_none() {
             username = Some(field.text().await.map_err(multipart_error)?);
@@ -278,7 +293,7 @@ async fn read_request(
         }
     }
     let username = username.ok_or(RequestError::MissingUsername)?;
-    let file = file.ok_or(RequestError::MissingFile(endpoint.file_field()))?;
+    let file = file.ok_or(RequestError::MissingFile(file_field(endpoint)))?;
     if file.is_empty() {
         return Err(RequestError::EmptyFile);
     }
@@ -319,32 +334,20 @@ async fn decide(
     let result = async {
         // Full: refused before the upload is read. Under a storm of immediate retries
         // each 503 then costs little beside the analyses that are running.
-        if app.engine.is_saturated() {
+        if app.is_saturated() {
             return Err(ApiError::UseCase(UseCaseError::Busy));
         }
         let (username, file) = read_request(endpoint, params, multipart).await?;
-        Ok::<_, ApiError>(match endpoint {
-            Endpoint::Enroll => app.enroll(&username, file).await?,
-            Endpoint::Authenticate => app.authenticate(&username, file).await?,
-        })
+        Ok::<_, ApiError>(app.submit(endpoint, &username, file).await?)
     }
     .await;
     match result {
-        Ok(decision) => endpoint.decided(&decision),
-        Err(e) => {
-            if matches!(e, ApiError::UseCase(UseCaseError::Busy)) {
-                // Paced: a client that retries at once (wrk, a naive SDK loop) then asks
-                // about 1000/BUSY_PACING_MS times a second instead of tens of thousands.
-                // Answered at once, 36 such clients on 2 cores drew 36 000 503s a second
-                // and the analyses that were running fell from 78 to 27 a second.
-                tokio::time::sleep(BUSY_PACING).await;
-            }
-            endpoint.failed(&e)
-        }
+        Ok(decision) => decided(endpoint, &decision),
+        Err(e) => failed(endpoint, &e).await,
     }
 }
 
-/// How long a 503 SERVER_BUSY waits before it is sent (see `decide`): short next to
+/// How long a 503 SERVER_BUSY waits before it is sent (see `failed`): short next to
 /// a queued request's wait (p99 260 ms at saturation), long enough that a retry
 /// storm costs little.
 const BUSY_PACING: std::time::Duration = std::time::Duration::from_millis(BUSY_PACING_MS);

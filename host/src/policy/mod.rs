@@ -13,7 +13,10 @@
 //! `router` decides which variant answers a request and which shadow it.
 
 pub mod catalog;
+mod outcome;
 pub mod router;
+
+pub use outcome::{Endpoint, Evidence, Failure, Outcome};
 
 use std::path::{Path, PathBuf};
 
@@ -31,7 +34,7 @@ mod bindings {
         world: "policy",
         path: "../wit",
         // Evidence and decisions go to the audit log as JSON and come back for replay.
-        additional_derives: [serde::Serialize, serde::Deserialize],
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
     });
 }
 

@@ -5,34 +5,11 @@
 use sqlx::{AnyPool, Row};
 
 use super::{StoreError, now_ms};
-
-/// Which use case asked for the decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Endpoint {
-    Enroll,
-    Authenticate,
-}
-
-impl Endpoint {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Enroll => "enroll",
-            Endpoint::Authenticate => "authenticate",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "enroll" => Some(Endpoint::Enroll),
-            "authenticate" => Some(Endpoint::Authenticate),
-            _ => None,
-        }
-    }
-}
+pub use crate::policy::Endpoint;
+use crate::policy::{Evidence, Outcome};
 
 /// One recorded decision.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DecisionRecord {
     /// Shared by the answer and the shadow decisions of one request.
     pub request_id: String,
@@ -45,17 +22,38 @@ pub struct DecisionRecord {
     pub policy: String,
     /// A shadow decision was recorded, not answered.
     pub shadow: bool,
-    pub approved: bool,
-    pub reason: String,
-    pub score: Option<f64>,
-    /// The evidence as the policy received it (JSON).
-    pub evidence: String,
+    /// What the client was answered (for a shadow: what it would have been).
+    pub outcome: Outcome,
+    /// The evidence the policy decided on.
+    pub evidence: RecordedEvidence,
     /// Decoding and face analysis, milliseconds.
     pub analysis_ms: f64,
     /// The policy call alone.
     pub policy_ms: f64,
     /// The whole use case up to the answer.
     pub total_ms: f64,
+}
+
+/// A record's evidence as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordedEvidence {
+    /// Not read (`DecisionFilter::without_evidence`).
+    Omitted,
+    Readable(Evidence),
+    /// Written by an older interface: the stored JSON and why it does not read.
+    Unreadable {
+        json: String,
+        error: String,
+    },
+}
+
+impl RecordedEvidence {
+    fn read(endpoint: Endpoint, json: String) -> Self {
+        match Evidence::from_stored(endpoint, &json) {
+            Ok(evidence) => RecordedEvidence::Readable(evidence),
+            Err(e) => RecordedEvidence::Unreadable { json, error: e.to_string() },
+        }
+    }
 }
 
 /// Which recorded decisions to read.
@@ -83,10 +81,15 @@ impl AuditLog {
     }
 
     pub async fn record(&self, r: &DecisionRecord) -> Result<(), StoreError> {
+        let evidence = match &r.evidence {
+            RecordedEvidence::Readable(e) => e.to_stored().map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            RecordedEvidence::Unreadable { json, .. } => json.clone(),
+            RecordedEvidence::Omitted => return Err(StoreError::Corrupt("a decision without its evidence".into())),
+        };
         sqlx::query(
             "INSERT INTO decisions (request_id, at, username, endpoint, variant, policy, shadow, approved, reason, \
-             score, evidence, analysis_ms, policy_ms, total_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             score, evidence, analysis_ms, policy_ms, total_ms, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&r.request_id)
         .bind(r.at_ms)
@@ -95,13 +98,14 @@ impl AuditLog {
         .bind(&r.variant)
         .bind(&r.policy)
         .bind(i32::from(r.shadow))
-        .bind(i32::from(r.approved))
-        .bind(&r.reason)
-        .bind(r.score)
-        .bind(&r.evidence)
+        .bind(i32::from(r.outcome.approved()))
+        .bind(r.outcome.reason())
+        .bind(r.outcome.score().map(f64::from))
+        .bind(evidence)
         .bind(r.analysis_ms)
         .bind(r.policy_ms)
         .bind(r.total_ms)
+        .bind(r.outcome.error())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -111,7 +115,7 @@ impl AuditLog {
     pub async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionRecord>, StoreError> {
         // Optional filters as `($n IS NULL OR ...)` keep one statement for both backends.
         let rows = sqlx::query(
-            "SELECT request_id, at, username, endpoint, variant, policy, shadow, approved, reason, score, \
+            "SELECT request_id, at, username, endpoint, variant, policy, shadow, approved, reason, score, error, \
              CASE WHEN $6 = 1 THEN '' ELSE evidence END AS evidence, analysis_ms, policy_ms, total_ms FROM decisions \
              WHERE at >= $1 AND ($2 = '' OR endpoint = $2) AND ($3 = '' OR variant = $3) AND ($4 < 0 OR shadow = $4) \
              ORDER BY at DESC, id DESC LIMIT $5",
@@ -128,19 +132,27 @@ impl AuditLog {
             .into_iter()
             .map(|row| -> Result<DecisionRecord, StoreError> {
                 let endpoint: String = row.try_get("endpoint")?;
+                let endpoint =
+                    Endpoint::parse(&endpoint).ok_or_else(|| StoreError::Corrupt(format!("endpoint {endpoint:?}")))?;
                 Ok(DecisionRecord {
                     request_id: row.try_get("request_id")?,
                     at_ms: row.try_get("at")?,
                     username: row.try_get("username")?,
-                    endpoint: Endpoint::parse(&endpoint)
-                        .ok_or_else(|| StoreError::Corrupt(format!("endpoint {endpoint:?}")))?,
+                    endpoint,
                     variant: row.try_get("variant")?,
                     policy: row.try_get("policy")?,
                     shadow: row.try_get::<i32, _>("shadow")? != 0,
-                    approved: row.try_get::<i32, _>("approved")? != 0,
-                    reason: row.try_get("reason")?,
-                    score: row.try_get("score")?,
-                    evidence: row.try_get("evidence")?,
+                    outcome: Outcome::from_stored(
+                        row.try_get::<i32, _>("approved")? != 0,
+                        row.try_get("reason")?,
+                        row.try_get("score")?,
+                        row.try_get("error")?,
+                    ),
+                    evidence: if filter.without_evidence {
+                        RecordedEvidence::Omitted
+                    } else {
+                        RecordedEvidence::read(endpoint, row.try_get("evidence")?)
+                    },
                     analysis_ms: row.try_get("analysis_ms")?,
                     policy_ms: row.try_get("policy_ms")?,
                     total_ms: row.try_get("total_ms")?,
@@ -169,6 +181,7 @@ impl AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{AuthenticateEvidence, Decision, Failure, FrameSummary, ImageSize, MediaKind};
     use crate::store::UserStore;
 
     fn record(request_id: &str, username: &str, at_ms: i64, variant: &str, shadow: bool) -> DecisionRecord {
@@ -180,10 +193,29 @@ mod tests {
             variant: variant.into(),
             policy: "default@0.1.0".into(),
             shadow,
-            approved: !shadow,
-            reason: if shadow { "FACE_MISMATCH".into() } else { "AUTHENTIFICATION_SUCCESS".into() },
-            score: (!shadow).then_some(0.61),
-            evidence: r#"{"frames":[]}"#.into(),
+            outcome: if shadow {
+                Outcome::Failed { failure: Failure::PolicyError, message: "wasm trap: unreachable".into() }
+            } else {
+                Outcome::Decided(Decision {
+                    approved: true,
+                    reason: "AUTHENTIFICATION_SUCCESS".into(),
+                    score: Some(0.61),
+                })
+            },
+            evidence: RecordedEvidence::Readable(crate::policy::Evidence::Authenticate(AuthenticateEvidence {
+                media: MediaKind::Image,
+                image: ImageSize { width: 640, height: 480 },
+                frames: vec![],
+                summary: FrameSummary {
+                    frames: 1,
+                    frames_with_face: 0,
+                    frames_with_single_face: 0,
+                    best_similarity: None,
+                    median_similarity: None,
+                    worst_similarity: None,
+                    motion: crate::usecase::motion_summary(&[]),
+                },
+            })),
             analysis_ms: 120.5,
             policy_ms: 0.4,
             total_ms: 121.0,
@@ -216,7 +248,7 @@ mod tests {
         let shadows =
             mine(log.decisions(&DecisionFilter { shadow: Some(true), ..Default::default() }).await.expect("read"));
         assert_eq!(shadows.len(), 1);
-        assert!(!shadows[0].approved && shadows[0].score.is_none());
+        assert!(shadows[0].outcome.is_policy_error() && shadows[0].outcome.error() == Some("wasm trap: unreachable"));
         let recent = mine(
             log.decisions(&DecisionFilter { since_ms: Some(base - 1), ..Default::default() }).await.expect("read"),
         );
@@ -226,7 +258,10 @@ mod tests {
                 .await
                 .expect("read"),
         );
-        assert_eq!((light[0].evidence.as_str(), light[0].reason.as_str()), ("", "AUTHENTIFICATION_SUCCESS"));
+        assert_eq!(
+            (&light[0].evidence, light[0].outcome.reason()),
+            (&RecordedEvidence::Omitted, "AUTHENTIFICATION_SUCCESS")
+        );
         // Retention: everything older than 5 s goes, the recent row stays.
         log.purge_before(base - 5_000).await.expect("purge");
         let left = mine(log.decisions(&DecisionFilter::default()).await.expect("read"));

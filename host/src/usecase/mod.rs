@@ -1,6 +1,7 @@
 //! The use cases (enroll, authenticate, reset): media -> vision -> policy -> store.
 //! The HTTP layer and the CLI tools both call these.
 
+pub mod admin;
 mod evidence;
 pub mod replay;
 pub mod stats;
@@ -13,10 +14,10 @@ use crate::media::video::{self, VideoLimits};
 use crate::media::{self, DecodeLimits, MediaError};
 use crate::policy::router::{PolicyRouter, Route, RouterError, Variant};
 use crate::policy::{
-    AuthenticateEvidence, Decision, EnrollEvidence, Frame, ImageSize, MediaKind, PolicyError, PolicyLimits,
-    PolicyRuntime,
+    AuthenticateEvidence, Decision, Endpoint, EnrollEvidence, Evidence, Failure, Frame, ImageSize, MediaKind, Outcome,
+    PolicyError, PolicyLimits, PolicyRuntime,
 };
-use crate::store::audit::{AuditLog, DecisionRecord, Endpoint};
+use crate::store::audit::{AuditLog, DecisionRecord, RecordedEvidence};
 use crate::store::{StoreError, UserStore, now_ms};
 use crate::vision::{AnalyzedFace, FaceAnalyzer, FaceEmbedding, ModelFiles, VisionError, VisionPool};
 
@@ -240,12 +241,13 @@ impl AnalyzedMedia {
     }
 }
 
-/// The service: engine, store, audit log and decision counters.
+/// The service: engine, store, audit log and decision counters. The HTTP layer and
+/// the CLI reach them only through its use cases (here and in `admin`).
 pub struct FaceAuth {
-    pub engine: FaceEngine,
-    pub store: UserStore,
-    pub audit: AuditLog,
-    pub metrics: Arc<stats::DecisionMetrics>,
+    engine: FaceEngine,
+    store: UserStore,
+    audit: AuditLog,
+    metrics: Arc<stats::DecisionMetrics>,
 }
 
 /// Checks a username and returns it as stored: surrounding whitespace removed, in
@@ -273,31 +275,7 @@ pub fn validate_username(raw: &str) -> Result<String, UseCaseError> {
     Ok(name)
 }
 
-/// Evidence of either use case, as the policies receive it.
-#[derive(Clone)]
-enum Evidence {
-    Enroll(EnrollEvidence),
-    Authenticate(AuthenticateEvidence),
-}
-
-impl Evidence {
-    fn endpoint(&self) -> Endpoint {
-        match self {
-            Evidence::Enroll(_) => Endpoint::Enroll,
-            Evidence::Authenticate(_) => Endpoint::Authenticate,
-        }
-    }
-
-    fn to_json(&self) -> String {
-        let json = match self {
-            Evidence::Enroll(e) => serde_json::to_string(e),
-            Evidence::Authenticate(e) => serde_json::to_string(e),
-        };
-        json.unwrap_or_else(|e| format!("{{\"unserializable\":\"{e}\"}}"))
-    }
-}
-
-/// A decision made, with what the audit log records of it.
+/// A decision made, with how long the policy took.
 struct Decided {
     decision: Result<Decision, PolicyError>,
     policy_ms: f64,
@@ -305,28 +283,19 @@ struct Decided {
 
 async fn decide(variant: &Variant, evidence: &Evidence) -> Decided {
     let started = std::time::Instant::now();
-    let decision = match evidence.clone() {
-        Evidence::Enroll(e) => variant.policy.decide_enroll(e).await,
-        Evidence::Authenticate(e) => variant.policy.decide_authenticate(e).await,
-    };
+    let decision = variant.policy.decide(evidence.clone()).await;
     Decided { decision, policy_ms: started.elapsed().as_secs_f64() * 1000.0 }
 }
 
 impl DecisionRecord {
     /// This record with `variant`'s decision in it.
     fn with_outcome(self, variant: &Variant, decided: &Decided, shadow: bool) -> Self {
-        let (approved, reason, score) = match &decided.decision {
-            Ok(d) => (d.approved, d.reason.clone(), d.score.map(f64::from)),
-            // Recorded as what a client sees of a failed policy: fail closed.
-            Err(e) => (false, format!("POLICY_ERROR: {e}"), None),
-        };
         DecisionRecord {
             variant: variant.name.clone(),
             policy: variant.policy_label(),
             shadow,
-            approved,
-            reason,
-            score,
+            // A failed policy is recorded as what a client sees of it: refused.
+            outcome: Outcome::from_decision(&decided.decision),
             policy_ms: decided.policy_ms,
             at_ms: if shadow { now_ms() } else { self.at_ms },
             ..self
@@ -351,6 +320,39 @@ impl FaceAuth {
     pub fn new(engine: FaceEngine, store: UserStore) -> Self {
         let audit = store.audit_log();
         Self { engine, store, audit, metrics: Arc::default() }
+    }
+
+    /// Whether a new upload would be refused as busy right now (see `FaceEngine::is_saturated`).
+    pub fn is_saturated(&self) -> bool {
+        self.engine.is_saturated()
+    }
+
+    /// Watches the policy directory (when there is one), reloading on change.
+    pub fn watch_policies(&self, interval: std::time::Duration) -> Option<tokio::task::JoinHandle<()>> {
+        self.engine.router.watch(interval)
+    }
+
+    /// Decision counters since start-up, for `/metrics`.
+    pub fn metrics(&self) -> &stats::DecisionMetrics {
+        &self.metrics
+    }
+
+    /// Deletes audit rows older than `retention` from now; returns how many.
+    pub async fn apply_retention(&self, retention: std::time::Duration) -> Result<u64, StoreError> {
+        self.audit.apply_retention(retention).await
+    }
+
+    /// Closes the database pool (after the last request).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    /// Runs the use case of `endpoint` on an upload.
+    pub async fn submit(&self, endpoint: Endpoint, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
+        match endpoint {
+            Endpoint::Enroll => self.enroll(username, upload).await,
+            Endpoint::Authenticate => self.authenticate(username, upload).await,
+        }
     }
 
     pub async fn enroll(&self, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
@@ -403,10 +405,8 @@ impl FaceAuth {
             variant: String::new(),
             policy: String::new(),
             shadow: false,
-            approved: false,
-            reason: String::new(),
-            score: None,
-            evidence: evidence.to_json(),
+            outcome: Outcome::from_decision(&decided.decision),
+            evidence: RecordedEvidence::Readable(evidence.clone()),
             analysis_ms: timing.analysis_ms,
             policy_ms: 0.0,
             total_ms: timing.started.elapsed().as_secs_f64() * 1000.0,
@@ -420,13 +420,12 @@ impl FaceAuth {
             _ => Ok(()),
         };
         if let Err(e) = &stored {
-            answer.approved = false;
-            answer.score = None;
-            answer.reason = match e {
-                UseCaseError::DuplicateUsername => "USERNAME_ALREADY_EXISTS".into(),
-                UseCaseError::Policy(e) => format!("POLICY_ERROR: {e}"),
-                _ => "STORE_ERROR".into(),
+            let failure = match e {
+                UseCaseError::DuplicateUsername => Failure::UsernameAlreadyExists,
+                UseCaseError::Policy(_) => Failure::PolicyError,
+                _ => Failure::StoreError,
             };
+            answer.outcome = Outcome::Failed { failure, message: e.to_string() };
         }
         self.metrics.observe(&answer);
         if let Err(e) = self.audit.record(&answer).await {
@@ -457,10 +456,6 @@ impl FaceAuth {
             UseCaseError::Policy(PolicyError::InvalidDecision("approved an enrollment without a face".into()))
         })?;
         Ok(self.store.insert(username, embedding, &self.engine.models.embedding_model_version).await?)
-    }
-
-    pub async fn reset(&self) -> Result<u64, UseCaseError> {
-        Ok(self.store.reset().await?)
     }
 }
 

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::policy::{AuthenticateEvidence, EnrollEvidence, LoadedPolicy};
-use crate::store::audit::{DecisionRecord, Endpoint};
+use crate::policy::{LoadedPolicy, Outcome};
+use crate::store::audit::{DecisionRecord, RecordedEvidence};
 
 /// Ground truth of a request: was it the enrolled person (or a real ID), or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,35 +111,26 @@ pub fn replay(candidate: &LoadedPolicy, records: &[DecisionRecord], labels: &Has
     let info = candidate.info();
     let mut report = ReplayReport { candidate: format!("{}@{}", info.name, info.version), ..Default::default() };
     for record in records.iter().filter(|r| !r.shadow) {
-        let decided = match record.endpoint {
-            Endpoint::Enroll => {
-                serde_json::from_str::<EnrollEvidence>(&record.evidence).map(|e| candidate.decide_enroll_blocking(&e))
-            }
-            Endpoint::Authenticate => serde_json::from_str::<AuthenticateEvidence>(&record.evidence)
-                .map(|e| candidate.decide_authenticate_blocking(&e)),
-        };
-        let Ok(decided) = decided else {
+        let RecordedEvidence::Readable(evidence) = &record.evidence else {
             report.unreadable += 1;
             continue;
         };
-        let (approved, reason) = match decided {
-            Ok(d) => (d.approved, d.reason),
-            Err(_) => (false, "POLICY_ERROR".to_string()),
-        };
-        // Recorded failures carry their message; compare codes.
-        let recorded_reason = record.reason.split(':').next().unwrap_or_default().to_string();
+        let replayed = Outcome::from_decision(&candidate.decide_blocking(evidence));
+        let (approved, reason) = (replayed.approved(), replayed.reason().to_string());
+        let recorded_reason = record.outcome.reason().to_string();
+        let recorded_approved = record.outcome.approved();
         let truth = labels.get(&record.request_id).copied();
         report.decisions += 1;
-        report.recorded.add(record.approved, &recorded_reason, truth);
+        report.recorded.add(recorded_approved, &recorded_reason, truth);
         report.replayed.add(approved, &reason, truth);
         let per = report.per_variant.entry(record.variant.clone()).or_default();
-        per.recorded.add(record.approved, &recorded_reason, truth);
+        per.recorded.add(recorded_approved, &recorded_reason, truth);
         per.replayed.add(approved, &reason, truth);
-        if approved != record.approved || reason != recorded_reason {
+        if approved != recorded_approved || reason != recorded_reason {
             report.changed += 1;
             *report.reason_changes.entry(format!("{recorded_reason} -> {reason}")).or_default() += 1;
         }
-        match (record.approved, approved) {
+        match (recorded_approved, approved) {
             (true, false) => report.approve_to_reject += 1,
             (false, true) => report.reject_to_approve += 1,
             _ => {}

@@ -68,15 +68,14 @@ pub fn variant_stats(records: &[DecisionRecord]) -> Vec<VariantStats> {
             let (mut total, mut analysis, mut policy) = (Vec::new(), Vec::new(), Vec::new());
             let mut share = 0.0;
             for r in &rs {
-                let code = r.reason.split(':').next().unwrap_or_default().to_string();
-                if code == "POLICY_ERROR" {
+                if r.outcome.is_policy_error() {
                     s.policy_errors += 1;
                 }
-                *s.reasons.entry(code).or_default() += 1;
-                if r.approved {
+                *s.reasons.entry(r.outcome.reason().to_string()).or_default() += 1;
+                if r.outcome.approved() {
                     s.approved += 1;
-                    if let Some(score) = r.score {
-                        s.score_histogram[score_bin(score)] += 1;
+                    if let Some(score) = r.outcome.score() {
+                        s.score_histogram[score_bin(f64::from(score))] += 1;
                     }
                 }
                 total.push(r.total_ms);
@@ -138,9 +137,8 @@ impl DecisionMetrics {
         let role = if r.shadow { "shadow" } else { "answer" };
         let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
         let s = series.entry((r.variant.clone(), r.endpoint.as_str(), role)).or_default();
-        let decision = if r.approved { "approved" } else { "rejected" };
-        let code = r.reason.split(':').next().unwrap_or_default().to_string();
-        *s.decisions.entry((decision.to_string(), code)).or_default() += 1;
+        let decision = if r.outcome.approved() { "approved" } else { "rejected" };
+        *s.decisions.entry((decision.to_string(), r.outcome.reason().to_string())).or_default() += 1;
         s.total_ms.observe(r.total_ms);
         s.policy_ms.observe(r.policy_ms);
     }
@@ -190,9 +188,10 @@ fn escape(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::audit::Endpoint;
+    use crate::policy::{Decision, Endpoint, Failure, Outcome};
+    use crate::store::audit::RecordedEvidence;
 
-    fn record(variant: &str, approved: bool, reason: &str, score: Option<f64>, total: f64) -> DecisionRecord {
+    fn record(variant: &str, approved: bool, reason: &str, score: Option<f32>, total: f64) -> DecisionRecord {
         DecisionRecord {
             request_id: "r".into(),
             at_ms: 0,
@@ -201,10 +200,11 @@ mod tests {
             variant: variant.into(),
             policy: "p@1".into(),
             shadow: false,
-            approved,
-            reason: reason.into(),
-            score,
-            evidence: "{}".into(),
+            outcome: match reason.strip_prefix("POLICY_ERROR: ") {
+                Some(message) => Outcome::Failed { failure: Failure::PolicyError, message: message.into() },
+                None => Outcome::Decided(Decision { approved, reason: reason.into(), score }),
+            },
+            evidence: RecordedEvidence::Omitted,
             analysis_ms: total - 1.0,
             policy_ms: 1.0,
             total_ms: total,
