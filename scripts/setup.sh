@@ -52,8 +52,14 @@ say "Verifying the face models (models/SHA256SUMS)"
 (cd models && sha256sum --check --quiet SHA256SUMS)
 
 say "Building the policy components (wasm32-wasip2)"
-cargo build --release --target wasm32-wasip2 \
-  -p default-policy -p liveness-policy -p strict-policy -p spin-policy -p trap-policy -p memory-bomb-policy
+# Every workspace member that builds a cdylib is a policy component (the shipped
+# policies and the hostile ones the tests run).
+components=$(cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+packages = json.load(sys.stdin)["packages"]
+print(" ".join("-p " + p["name"] for p in packages if any("cdylib" in t["crate_types"] for t in p["targets"])))')
+# shellcheck disable=SC2086 # one word per -p flag
+cargo build --release --target wasm32-wasip2 $components
 
 say "Building the server"
 cargo build --release -p faceauth

@@ -74,18 +74,21 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseConfig,
-    /// Token that admin endpoints (reset) require as `Authorization: Bearer <token>`.
+    /// Token that admin endpoints (reset, policies, decisions, stats, replay, metrics) require as `Authorization: Bearer <token>`.
     /// Without one, admin endpoints answer loopback clients only.
     #[arg(long, env = "FACEAUTH_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Largest accepted upload, in bytes.
-    #[arg(long, env = "FACEAUTH_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024)]
+    #[arg(long, env = "FACEAUTH_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 30))]
     pub max_upload_bytes: usize,
     /// Days the audit log keeps each decision (0: forever).
-    #[arg(long, env = "FACEAUTH_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    #[arg(long, env = "FACEAUTH_AUDIT_RETENTION_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u64).range(0..=36_500))]
     pub audit_retention_days: u64,
     /// How often the policy directory is checked for changes, in milliseconds.
-    #[arg(long, env = "FACEAUTH_POLICY_WATCH_MS", default_value_t = 2000)]
+    #[arg(long, env = "FACEAUTH_POLICY_WATCH_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub policy_watch_ms: u64,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C; then the
     /// server exits anyway (a stalled upload cannot hold it). A second signal exits at once.
@@ -140,6 +143,12 @@ fn parse_alias(s: &str) -> Result<(String, String), String> {
     Ok((a.trim().to_string(), b.trim().to_string()))
 }
 
+/// Faces smaller than 8 px carry no identity; over 1000 px no selfie would be searched.
+fn parse_min_face_px(s: &str) -> Result<f32, String> {
+    let v: f32 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (8.0..=1000.0).contains(&v) { Ok(v) } else { Err(format!("{v} is not in 8..=1000")) }
+}
+
 fn parse_param(s: &str) -> Result<(String, f64), String> {
     let (name, value) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))?;
     let value: f64 = value.trim().parse().map_err(|_| format!("{s:?}: the value is not a number"))?;
@@ -164,33 +173,39 @@ pub struct EngineConfig {
     #[arg(long, env = "FACEAUTH_POLICY_DIR")]
     pub policy_dir: Option<PathBuf>,
     /// Face-analysis workers (ONNX session sets); default: one per CPU.
-    #[arg(long, env = "FACEAUTH_WORKERS")]
+    #[arg(long, env = "FACEAUTH_WORKERS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub workers: Option<usize>,
     /// Requests allowed to wait for a worker; beyond that the answer is 503 SERVER_BUSY.
-    #[arg(long, env = "FACEAUTH_MAX_QUEUED", default_value_t = 16)]
+    #[arg(long, env = "FACEAUTH_MAX_QUEUED", default_value_t = 16,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=100_000))]
     pub max_queued: usize,
     /// Smallest face side, in pixels of the upload, that the detector searches for.
-    #[arg(long, env = "FACEAUTH_MIN_FACE_PX", default_value_t = 40.0)]
+    #[arg(long, env = "FACEAUTH_MIN_FACE_PX", default_value_t = 40.0, value_parser = parse_min_face_px)]
     pub min_face_px: f32,
     /// Wasm fuel (about one instruction each) allowed per policy call.
-    #[arg(long, env = "FACEAUTH_POLICY_FUEL", default_value_t = 50_000_000)]
+    #[arg(long, env = "FACEAUTH_POLICY_FUEL", default_value_t = 50_000_000,
+          value_parser = clap::value_parser!(u64).range(100_000..=100_000_000_000))]
     pub policy_fuel: u64,
     /// Linear memory allowed per policy instance, in MiB.
-    #[arg(long, env = "FACEAUTH_POLICY_MEMORY_MIB", default_value_t = 32)]
+    #[arg(long, env = "FACEAUTH_POLICY_MEMORY_MIB", default_value_t = 32,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
     pub policy_memory_mib: usize,
     /// Frames sampled from a selfie video, spread over the clip.
-    #[arg(long, env = "FACEAUTH_VIDEO_MAX_FRAMES", default_value_t = 8)]
+    #[arg(long, env = "FACEAUTH_VIDEO_MAX_FRAMES", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub video_max_frames: u32,
     /// Frames sampled when the policy requires liveness: denser, so that blinks and
     /// head movement show (a 3 s clip is then seen at 8 frames per second).
-    #[arg(long, env = "FACEAUTH_VIDEO_LIVENESS_FRAMES", default_value_t = 24)]
+    #[arg(long, env = "FACEAUTH_VIDEO_LIVENESS_FRAMES", default_value_t = 24,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
     pub video_liveness_frames: u32,
     /// Longest accepted selfie video, in seconds (real capture clips run past 30 s:
     /// one of the 9 in ../shared/videos is 32.4 s).
-    #[arg(long, env = "FACEAUTH_VIDEO_MAX_SECONDS", default_value_t = 60)]
+    #[arg(long, env = "FACEAUTH_VIDEO_MAX_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub video_max_seconds: u64,
     /// Wall-clock limit of the video decoder, in seconds.
-    #[arg(long, env = "FACEAUTH_VIDEO_DECODER_TIMEOUT", default_value_t = 20)]
+    #[arg(long, env = "FACEAUTH_VIDEO_DECODER_TIMEOUT", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
     pub video_decoder_timeout: u64,
     /// FFmpeg executable (Debian package `ffmpeg`; `scripts/setup.sh` installs it).
     #[arg(long, env = "FACEAUTH_FFMPEG", default_value = "ffmpeg")]
@@ -228,10 +243,11 @@ impl EngineConfig {
 
     pub fn video_limits(&self) -> crate::media::video::VideoLimits {
         crate::media::video::VideoLimits {
-            max_frames: self.video_max_frames.clamp(1, 64),
-            liveness_frames: self.video_liveness_frames.clamp(1, 64),
-            max_duration: std::time::Duration::from_secs(self.video_max_seconds.max(1)),
-            decoder_timeout: std::time::Duration::from_secs(self.video_decoder_timeout.max(1)),
+            // Ranges are checked by clap (the `value_parser`s above).
+            max_frames: self.video_max_frames,
+            liveness_frames: self.video_liveness_frames,
+            max_duration: std::time::Duration::from_secs(self.video_max_seconds),
+            decoder_timeout: std::time::Duration::from_secs(self.video_decoder_timeout),
             ffmpeg: self.ffmpeg.clone(),
             ffprobe: self.ffprobe.clone(),
             ..Default::default()
@@ -265,4 +281,35 @@ pub struct InspectArgs {
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub engine: EngineConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeConfig, clap::Error> {
+        let argv = ["faceauth", "serve"].iter().chain(args).copied();
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Serve(config) => config,
+            _ => unreachable!("serve parses as serve"),
+        })
+    }
+
+    #[test]
+    fn defaults_parse_and_ranges_are_enforced_by_clap() {
+        let config = serve(&[]).expect("the defaults are in range");
+        assert_eq!((config.policy_watch_ms, config.engine.max_queued), (2000, 16));
+        for bad in [
+            ["--workers", "0"],
+            ["--policy-watch-ms", "10"],
+            ["--min-face-px", "2"],
+            ["--video-max-frames", "0"],
+            ["--max-upload-bytes", "10"],
+            ["--shutdown-grace", "99999"],
+        ] {
+            let err = serve(&bad).expect_err("out of range");
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad:?}");
+        }
+        assert_eq!(serve(&["--min-face-px", "24"]).expect("in range").engine.min_face_px, 24.0);
+    }
 }

@@ -91,7 +91,7 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("listening on http://{addr}");
     }
-    let watcher = app.watch_policies(std::time::Duration::from_millis(config.policy_watch_ms.max(100)));
+    let watcher = app.watch_policies(std::time::Duration::from_millis(config.policy_watch_ms));
     let retention = (config.audit_retention_days > 0).then(|| {
         let app = app.clone();
         let keep = std::time::Duration::from_secs(config.audit_retention_days * 24 * 3600);

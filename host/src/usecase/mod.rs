@@ -113,8 +113,7 @@ impl FaceEngine {
         let env = crate::vision::onnx_environment(&lib)
             .map_err(|e| InitError::OnnxRuntime { path: lib.clone(), message: e.to_string() })?;
         let models = ModelFiles::verify(&config.models_dir())?;
-        let workers =
-            config.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1);
+        let workers = config.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let runtime = PolicyRuntime::new(PolicyLimits {
             fuel: config.policy_fuel,
             memory_bytes: config.policy_memory_mib * 1024 * 1024,
