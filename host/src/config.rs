@@ -107,9 +107,19 @@ pub struct DatabaseConfig {
     /// Database URL (sqlite://... or postgres://...); default: SQLite in the data directory.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Seconds a database operation may wait for a connection, a lock or a
+    /// statement; then the request is answered 503 DATABASE_UNAVAILABLE.
+    #[arg(long, env = "FACEAUTH_DB_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub db_timeout: u64,
 }
 
 impl DatabaseConfig {
+    /// Connects to the configured database with the configured timeout.
+    pub async fn connect(&self) -> Result<crate::store::UserStore, crate::store::StoreError> {
+        crate::store::UserStore::connect_with_timeout(&self.url(), std::time::Duration::from_secs(self.db_timeout))
+            .await
+    }
+
     pub fn url(&self) -> String {
         self.database_url
             .clone()

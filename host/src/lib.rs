@@ -21,7 +21,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::ServeConfig;
-use crate::store::UserStore;
 use crate::usecase::{FaceAuth, FaceEngine};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +44,7 @@ pub async fn build(config: &ServeConfig) -> Result<Arc<FaceAuth>, StartError> {
     let engine = tokio::task::spawn_blocking(move || FaceEngine::init(&engine_config))
         .await
         .map_err(|e| usecase::InitError::OnnxRuntime { path: Default::default(), message: e.to_string() })??;
-    let store = UserStore::connect(&url).await?;
+    let store = config.database.connect().await?;
     tracing::info!(
         "models: {} (embedding {}), ONNX Runtime: {}",
         config.engine.models_dir().display(),

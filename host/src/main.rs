@@ -113,7 +113,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let overrides: Vec<Param> =
         args.params.iter().map(|(name, value)| Param { name: name.clone(), value: *value }).collect();
     let candidate = PolicyRuntime::new(PolicyLimits::default())?.compile_file(&args.policy)?.variant(&overrides)?;
-    let store = faceauth::store::UserStore::connect(&args.database.url()).await?;
+    let store = args.database.connect().await?;
     let since_ms = args.since_hours.map(|h| faceauth::store::now_ms() - (h as i64) * 3600 * 1000);
     let report = backtest(&store.audit_log(), candidate, ReplayScope { since_ms, limit: args.limit, labels }).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);

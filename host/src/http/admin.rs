@@ -64,6 +64,7 @@ impl IntoResponse for AdminError {
                 RouterError::Catalog(_) | RouterError::Variant { .. } => S::UNPROCESSABLE_ENTITY,
             },
             AdminError::Policy(_) => S::UNPROCESSABLE_ENTITY,
+            AdminError::Store(e) if e.is_unavailable() => S::SERVICE_UNAVAILABLE,
             AdminError::Store(_) | AdminError::Task(_) => S::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

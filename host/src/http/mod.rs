@@ -76,6 +76,7 @@ impl ApiError {
                 UseCaseError::Busy => ("SERVER_BUSY", S::SERVICE_UNAVAILABLE),
                 UseCaseError::Policy(_) => ("POLICY_ERROR", S::SERVICE_UNAVAILABLE),
                 UseCaseError::Vision(_) => ("INTERNAL_ERROR", S::INTERNAL_SERVER_ERROR),
+                UseCaseError::Store(e) if e.is_unavailable() => ("DATABASE_UNAVAILABLE", S::SERVICE_UNAVAILABLE),
                 UseCaseError::Store(_) => ("INTERNAL_ERROR", S::INTERNAL_SERVER_ERROR),
             },
         }
@@ -242,12 +243,28 @@ pub fn router(app: Arc<FaceAuth>, max_upload_bytes: usize, admin: AdminAccess) -
         .route("/api/enroll", post(enroll))
         .route("/api/authentificate", post(authenticate))
         .merge(admin::routes(state.clone()))
+        // Liveness: the process answers. Readiness: it can serve (database, policies).
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/ready", get(ready))
         // The page holds no data; it fetches the (gated) statistics itself.
         .route("/admin", get(|| async { axum::response::Html(include_str!("stats_page.html")) }))
         .layer(DefaultBodyLimit::max(max_upload_bytes))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// 200 when the database answers and a policy variant can decide; else 503, saying which.
+async fn ready(State(app): State<Arc<FaceAuth>>) -> Response {
+    let readiness = app.readiness().await;
+    let status = if readiness.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if readiness.is_ready() { "ready" } else { "unavailable" },
+        "database": readiness.database.as_ref().map_or_else(|e| e.to_string(), |()| "ok".to_string()),
+        "policy_variants": readiness.answering_variants,
+        "embedding_model": readiness.embedding_model,
+    });
+    let reason = if readiness.is_ready() { "READY" } else { "NOT_READY" };
+    with_reason(status, body, reason)
 }
 
 async fn log_request(request: Request, next: Next) -> Response {

@@ -4,7 +4,7 @@
 
 use sqlx::{AnyPool, Row};
 
-use super::{StoreError, now_ms};
+use super::{StoreError, bounded, now_ms};
 pub use crate::policy::Endpoint;
 use crate::policy::{Evidence, Outcome};
 
@@ -73,11 +73,12 @@ pub struct DecisionFilter {
 #[derive(Clone)]
 pub struct AuditLog {
     pool: AnyPool,
+    timeout: std::time::Duration,
 }
 
 impl AuditLog {
-    pub(super) fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    pub(super) fn new(pool: AnyPool, timeout: std::time::Duration) -> Self {
+        Self { pool, timeout }
     }
 
     pub async fn record(&self, r: &DecisionRecord) -> Result<(), StoreError> {
@@ -86,7 +87,7 @@ impl AuditLog {
             RecordedEvidence::Unreadable { json, .. } => json.clone(),
             RecordedEvidence::Omitted => return Err(StoreError::Corrupt("a decision without its evidence".into())),
         };
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO decisions (request_id, at, username, endpoint, variant, policy, shadow, approved, reason, \
              score, evidence, analysis_ms, policy_ms, total_ms, error) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
@@ -106,15 +107,14 @@ impl AuditLog {
         .bind(r.policy_ms)
         .bind(r.total_ms)
         .bind(r.outcome.error())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .execute(&self.pool);
+        bounded(self.timeout, async { Ok(insert.await.map(|_| ())?) }).await
     }
 
     /// Matching decisions, oldest first.
     pub async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionRecord>, StoreError> {
         // Optional filters as `($n IS NULL OR ...)` keep one statement for both backends.
-        let rows = sqlx::query(
+        let select = sqlx::query(
             "SELECT request_id, at, username, endpoint, variant, policy, shadow, approved, reason, score, error, \
              CASE WHEN $6 = 1 THEN '' ELSE evidence END AS evidence, analysis_ms, policy_ms, total_ms FROM decisions \
              WHERE at >= $1 AND ($2 = '' OR endpoint = $2) AND ($3 = '' OR variant = $3) AND ($4 < 0 OR shadow = $4) \
@@ -126,8 +126,8 @@ impl AuditLog {
         .bind(filter.shadow.map(i32::from).unwrap_or(-1))
         .bind(filter.limit.unwrap_or(i64::MAX).max(0))
         .bind(i32::from(filter.without_evidence))
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(&self.pool);
+        let rows = bounded(self.timeout, async { Ok(select.await?) }).await?;
         let mut records = rows
             .into_iter()
             .map(|row| -> Result<DecisionRecord, StoreError> {
@@ -165,11 +165,8 @@ impl AuditLog {
 
     /// Deletes the decisions recorded before `before_ms`; returns how many.
     pub async fn purge_before(&self, before_ms: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM decisions WHERE at < $1")
-            .bind(before_ms)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        let delete = sqlx::query("DELETE FROM decisions WHERE at < $1").bind(before_ms).execute(&self.pool);
+        bounded(self.timeout, async { Ok(delete.await?.rows_affected()) }).await
     }
 
     /// Deletes what is older than `retention` from now.

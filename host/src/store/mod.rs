@@ -4,7 +4,8 @@
 
 pub mod audit;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
@@ -26,9 +27,54 @@ pub enum StoreError {
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
+    /// The database did not answer in time (pool exhausted, a lock held, a stalled
+    /// connection) or is unreachable: answered 503 `DATABASE_UNAVAILABLE`.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(Duration),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// The database could not be reached in time: retrying later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::TimedOut(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        let unavailable = match &e {
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => true,
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL: query_canceled (statement_timeout), lock_not_available
+                // (lock_timeout), connection exceptions, shutdown; SQLite: SQLITE_BUSY
+                // and SQLITE_LOCKED after busy_timeout.
+                matches!(code.as_ref(), "57014" | "55P03" | "57P01" | "57P02" | "57P03" | "5" | "6")
+                    || code.starts_with("08")
+            }
+            _ => false,
+        };
+        if unavailable { StoreError::Unavailable(e) } else { StoreError::Database(e) }
+    }
+}
+
+/// How long one database operation may wait (for a connection, a lock, a
+/// statement) before it is refused as unavailable: a table locked for 40 s made
+/// every request hang 30 s and then fail with a 500 (issue 11, defect 9).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bounds `operation` by `limit`: the backstop for a connection that stalls below
+/// the database's own timeouts (a network partition).
+async fn bounded<T>(limit: Duration, operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    // Beyond the statement and lock timeouts, so that theirs is the error reported.
+    let backstop = limit * 2 + Duration::from_secs(1);
+    tokio::time::timeout(backstop, operation).await.unwrap_or(Err(StoreError::TimedOut(backstop)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +96,18 @@ pub struct EnrolledUser {
 pub struct UserStore {
     pool: AnyPool,
     backend: Backend,
+    timeout: Duration,
 }
 
 impl UserStore {
-    /// Connects and applies the migrations of the URL's backend.
+    /// Connects with `DEFAULT_TIMEOUT` and applies the migrations of the URL's backend.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_timeout(url, DEFAULT_TIMEOUT).await
+    }
+
+    /// Connects and applies the migrations; every later operation waits at most
+    /// about `timeout` for a connection, a lock or a statement.
+    pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -63,7 +116,28 @@ impl UserStore {
         } else {
             return Err(StoreError::UnsupportedUrl(redact(url)));
         };
-        let pool = AnyPoolOptions::new().max_connections(8).connect(url).await?;
+        let ms = timeout.as_millis().max(1);
+        // Leaked once per pool: `after_connect` runs them on every new connection.
+        let session: &'static [String] = Box::leak(
+            match backend {
+                Backend::Sqlite => vec![format!("PRAGMA busy_timeout = {ms}")],
+                Backend::Postgres => vec![format!("SET statement_timeout = {ms}"), format!("SET lock_timeout = {ms}")],
+            }
+            .into_boxed_slice(),
+        );
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    for statement in session {
+                        sqlx::query(statement).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
         match backend {
             Backend::Sqlite => {
                 // WAL lets readers proceed during a write; the setting is stored in the file.
@@ -72,7 +146,12 @@ impl UserStore {
             }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, timeout })
+    }
+
+    /// Whether the database answers a trivial query now (`/ready`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        bounded(self.timeout, async { Ok(sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())?) }).await
     }
 
     pub fn backend(&self) -> Backend {
@@ -81,7 +160,7 @@ impl UserStore {
 
     /// The audit log, in the same database.
     pub fn audit_log(&self) -> audit::AuditLog {
-        audit::AuditLog::new(self.pool.clone())
+        audit::AuditLog::new(self.pool.clone(), self.timeout)
     }
 
     /// Inserts a new user; a username taken (even by a concurrent request) is
@@ -93,26 +172,31 @@ impl UserStore {
         model_version: &str,
     ) -> Result<(), StoreError> {
         let now_ms = now_ms();
-        let result =
-            sqlx::query("INSERT INTO users (username, embedding, model_version, enrolled_at) VALUES ($1, $2, $3, $4)")
-                .bind(username)
-                .bind(embedding.to_bytes())
-                .bind(model_version)
-                .bind(now_ms)
-                .execute(&self.pool)
-                .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::DuplicateUsername),
-            Err(e) => Err(e.into()),
-        }
+        bounded(self.timeout, async {
+            let result = sqlx::query(
+                "INSERT INTO users (username, embedding, model_version, enrolled_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(username)
+            .bind(embedding.to_bytes())
+            .bind(model_version)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::DuplicateUsername),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
     }
 
     pub async fn find(&self, username: &str) -> Result<Option<EnrolledUser>, StoreError> {
-        let row = sqlx::query("SELECT username, embedding, model_version, enrolled_at FROM users WHERE username = $1")
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
+        let query =
+            sqlx::query("SELECT username, embedding, model_version, enrolled_at FROM users WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&self.pool);
+        let row = bounded(self.timeout, async { Ok(query.await?) }).await?;
         let Some(row) = row else { return Ok(None) };
         let bytes: Vec<u8> = row.try_get("embedding")?;
         let embedding =
@@ -127,14 +211,20 @@ impl UserStore {
 
     /// Removes every user in one transaction; returns how many there were.
     pub async fn reset(&self) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM users").execute(&mut *tx).await?.rows_affected();
-        tx.commit().await?;
-        Ok(deleted)
+        bounded(self.timeout, async {
+            let mut tx = self.pool.begin().await?;
+            let deleted = sqlx::query("DELETE FROM users").execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok(deleted)
+        })
+        .await
     }
 
     pub async fn count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.pool).await?.try_get("n")?)
+        bounded(self.timeout, async {
+            Ok(sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.pool).await?.try_get("n")?)
+        })
+        .await
     }
 
     pub async fn close(&self) {
@@ -231,6 +321,44 @@ pub(crate) mod tests {
     async fn postgres_store_roundtrip_duplicate_and_reset() {
         if let Some(store) = test_postgres().await {
             exercise(store).await;
+        }
+    }
+
+    /// Issue 11, defect 9: a table another session has locked is refused as
+    /// unavailable within about the timeout, not after a 30 s hang as a 500.
+    async fn locked_table_is_unavailable(url: &str, lock: &str) {
+        let timeout = Duration::from_millis(300);
+        let store = UserStore::connect_with_timeout(url, timeout).await.expect("connect");
+        let locker = UserStore::connect(url).await.expect("connect");
+        let mut conn = locker.pool.acquire().await.expect("connection");
+        sqlx::raw_sql(lock).execute(&mut *conn).await.expect("lock");
+        let started = std::time::Instant::now();
+        let err = store.insert("locked-out", &embedding(0.2), "m1").await.expect_err("the table is locked");
+        let waited = started.elapsed();
+        sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.expect("unlock");
+        assert!(err.is_unavailable(), "{err}");
+        // Not a speed check: the default would be 5 s (SQLite) or forever (PostgreSQL).
+        assert!(waited < Duration::from_secs(4), "waited {waited:?}");
+        // Once the lock is gone the store works again.
+        store.insert("locked-out", &embedding(0.2), "m1").await.expect("insert");
+        store.ping().await.expect("ping");
+    }
+
+    #[tokio::test]
+    async fn sqlite_locked_table_is_unavailable_in_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        locked_table_is_unavailable(&url, "BEGIN IMMEDIATE").await;
+    }
+
+    #[tokio::test]
+    async fn postgres_locked_table_is_unavailable_in_time() {
+        if let Some(store) = test_postgres().await {
+            sqlx::query("DELETE FROM users WHERE username = 'locked-out'").execute(&store.pool).await.expect("clean");
+            let url = std::env::var("FACEAUTH_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+            locked_table_is_unavailable(&url, "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE").await;
+            sqlx::query("DELETE FROM users WHERE username = 'locked-out'").execute(&store.pool).await.expect("clean");
         }
     }
 

@@ -55,6 +55,19 @@ pub struct StatsReport {
     pub variants: Vec<VariantStats>,
 }
 
+/// What `/ready` reports.
+pub struct Readiness {
+    pub database: Result<(), StoreError>,
+    pub answering_variants: usize,
+    pub embedding_model: String,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.database.is_ok() && self.answering_variants > 0
+    }
+}
+
 /// The policy set in force and how it is managed.
 pub struct PolicyOverview {
     pub managed: bool,
@@ -186,6 +199,17 @@ impl FaceAuth {
         })
         .await??;
         Ok(set)
+    }
+
+    /// Whether the service can serve now: the database answers and a policy
+    /// variant can decide (the models are loaded before the server listens).
+    pub async fn readiness(&self) -> Readiness {
+        let set = self.engine.router().current();
+        Readiness {
+            database: self.store.ping().await,
+            answering_variants: set.variants.iter().filter(|v| !v.shadow && v.weight > 0).count(),
+            embedding_model: self.engine.models().embedding_model_version.clone(),
+        }
     }
 
     /// How many users are enrolled.
