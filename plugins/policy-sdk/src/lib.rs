@@ -156,6 +156,7 @@ impl QualityGate {
 /// Builders for evidence in native unit tests of policies.
 pub mod testing {
     use super::*;
+    use faceauth_evidence_summary::{FrameFaces, frame_summary, no_motion};
 
     /// A frontal, sharp face of `height` pixels with the given similarity.
     pub fn face(height: f32, similarity: f32) -> Face {
@@ -201,28 +202,30 @@ pub mod testing {
             .enumerate()
             .map(|(i, f)| Frame { timestamp_ms: i as u32 * 250, faces: self::faces(f) })
             .collect();
-        // As the host computes it (host/src/usecase/evidence.rs), in short.
-        let mut sims: Vec<f32> = frames.iter().filter_map(|f| f.faces.first().map(|p| p.similarity)).collect();
-        sims.sort_by(f32::total_cmp);
-        let summary = FrameSummary {
-            frames: frames.len() as u32,
-            frames_with_face: sims.len() as u32,
-            frames_with_single_face: frames
-                .iter()
-                .filter(|f| !f.faces.is_empty() && f.faces.iter().skip(1).all(|o| o.relative_size < 0.5))
-                .count() as u32,
-            best_similarity: sims.last().copied(),
-            median_similarity: sims.get(sims.len() / 2).copied(),
-            worst_similarity: sims.first().copied(),
-            motion: MotionSummary {
-                pairs: 0,
-                blinks: 0,
-                yaw_range: 0.0,
-                pitch_range: 0.0,
-                landmark_motion: 0.0,
-                non_rigid_motion: 0.0,
-            },
-        };
+        // As the host computes it (host/src/usecase/evidence.rs), without movement.
+        let summary = faceauth_evidence_summary::summarize(frames.iter().map(|f| FrameFaces {
+            primary_similarity: f.faces.first().map(|p| p.similarity),
+            other_relative_sizes: f.faces.iter().skip(1).map(|o| o.relative_size),
+        }));
+        let summary = frame_summary!(FrameSummary, summary, no_motion!(MotionSummary));
         AuthenticateEvidence { media, image: ImageSize { width: 1000, height: 700 }, frames, summary }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{authenticate_video, face};
+
+    #[test]
+    fn testing_summary_is_the_hosts() {
+        // An even count: the mean of the two middle similarities, as the host gives it.
+        let e = authenticate_video([0.6, 0.2, 0.8, 0.4].iter().map(|&s| vec![face(200.0, s)]).collect());
+        let s = &e.summary;
+        assert_eq!((s.frames, s.frames_with_face, s.frames_with_single_face), (4, 4, 4));
+        assert_eq!((s.best_similarity, s.median_similarity, s.worst_similarity), (Some(0.8), Some(0.5), Some(0.2)));
+        // A face at least half the primary's height is a second face.
+        let e =
+            authenticate_video(vec![vec![face(200.0, 0.7), face(100.0, 0.1)], vec![face(200.0, 0.7), face(90.0, 0.1)]]);
+        assert_eq!(e.summary.frames_with_single_face, 1);
     }
 }
