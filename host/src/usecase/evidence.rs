@@ -3,6 +3,7 @@
 use crate::policy::{Face, FaceBox, Frame, FrameSummary, HeadPose, ImageSize, MotionSummary};
 use crate::vision::geometry::affine_residual;
 use crate::vision::{AnalyzedFace, FaceEmbedding};
+use faceauth_evidence_summary::{FrameFaces, frame_summary, median, no_motion};
 
 /// Policy view of analysed faces (already largest first); `similarity` is to
 /// `reference`, or to the primary face when there is none (enrollment).
@@ -27,24 +28,13 @@ pub fn faces(analyzed: &[AnalyzedFace], image: ImageSize, reference: Option<&Fac
         .collect()
 }
 
-/// A face at least this large relative to the primary counts as a second face in
-/// `frames-with-single-face`.
-const SECOND_FACE_RELATIVE_SIZE: f32 = 0.5;
-
 /// Eyes count as closed under this open probability and as open over the other;
 /// in between is undecided, so noise around 0.5 does not make blinks.
 const EYES_CLOSED_BELOW: f32 = 0.3;
 const EYES_OPEN_ABOVE: f32 = 0.7;
 
 /// No movement measured: a still image, or fewer than two frames with a face.
-pub const NO_MOTION: MotionSummary = MotionSummary {
-    pairs: 0,
-    blinks: 0,
-    yaw_range: 0.0,
-    pitch_range: 0.0,
-    landmark_motion: 0.0,
-    non_rigid_motion: 0.0,
-};
+pub const NO_MOTION: MotionSummary = no_motion!(MotionSummary);
 
 /// Movement of the primary face over the frames (in time order; `None` for a frame
 /// without a face). See `motion-summary` in wit/policy.wit.
@@ -94,34 +84,14 @@ fn count_blinks(eyes_open: impl Iterator<Item = f32>) -> u32 {
     blinks
 }
 
-fn median(values: &mut [f32]) -> Option<f32> {
-    values.sort_by(f32::total_cmp);
-    let n = values.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(values[n / 2]),
-        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
-    }
-}
-
-/// Host-computed aggregates over frames (see `frame-summary` in wit/policy.wit).
+/// Host-computed aggregates over frames (see `frame-summary` in wit/policy.wit);
+/// the similarity figures are the shared rule of `faceauth-evidence-summary`.
 pub fn summarize(frames: &[Frame], motion: MotionSummary) -> FrameSummary {
-    let mut similarities: Vec<f32> = frames.iter().filter_map(|f| f.faces.first().map(|p| p.similarity)).collect();
-    similarities.sort_by(f32::total_cmp);
-    let single = frames
-        .iter()
-        .filter(|f| !f.faces.is_empty() && f.faces.iter().skip(1).all(|o| o.relative_size < SECOND_FACE_RELATIVE_SIZE))
-        .count();
-    let median = median(&mut similarities);
-    FrameSummary {
-        frames: frames.len() as u32,
-        frames_with_face: similarities.len() as u32,
-        frames_with_single_face: single as u32,
-        best_similarity: similarities.last().copied(),
-        median_similarity: median,
-        worst_similarity: similarities.first().copied(),
-        motion,
-    }
+    let summary = faceauth_evidence_summary::summarize(frames.iter().map(|f| FrameFaces {
+        primary_similarity: f.faces.first().map(|p| p.similarity),
+        other_relative_sizes: f.faces.iter().skip(1).map(|o| o.relative_size),
+    }));
+    frame_summary!(FrameSummary, summary, motion)
 }
 
 #[cfg(test)]
