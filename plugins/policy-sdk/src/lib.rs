@@ -3,8 +3,11 @@
 //! implementing [`Guest`]; its logic is plain Rust, unit-testable natively with
 //! `cargo test`, and becomes a component with `cargo build --target wasm32-wasip2`.
 
-/// Generated from `wit/policy.wit`.
+#![deny(missing_docs)]
+
+/// Generated from `wit/policy.wit`, whose comments are its documentation.
 #[allow(clippy::too_many_arguments)] // the canonical ABI flattens records into arguments
+#[allow(missing_docs)] // the WIT leaves self-explaining fields and modules undocumented
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -33,6 +36,7 @@ pub mod standard;
 #[macro_export]
 macro_rules! standard_policy {
     ($policy:ident, $name:expr, $thresholds:expr) => {
+        /// The policy this component exports.
         pub struct $policy;
 
         impl $crate::Guest for $policy {
@@ -68,31 +72,43 @@ macro_rules! standard_policy {
 /// Rejection reasons used by the shipped policies. Policies may define others
 /// (upper-case, digits and `_`, at most 64 characters).
 pub mod reasons {
+    /// No face was found (in the document, the image, or any frame).
     pub const NO_FACE_DETECTED: &str = "NO_FACE_DETECTED";
+    /// Another face is too large to be ignored.
     pub const MULTIPLE_FACES_DETECTED: &str = "MULTIPLE_FACES_DETECTED";
+    /// The face box is under the minimum size.
     pub const FACE_TOO_SMALL: &str = "FACE_TOO_SMALL";
+    /// The face is under the minimum sharpness.
     pub const FACE_TOO_BLURRY: &str = "FACE_TOO_BLURRY";
+    /// The head is turned or tilted too far.
     pub const FACE_NOT_FRONTAL: &str = "FACE_NOT_FRONTAL";
+    /// The face is not the enrolled person's.
     pub const FACE_MISMATCH: &str = "FACE_MISMATCH";
+    /// The face looks printed or replayed, or shows no required movement.
     pub const LIVENESS_CHECK_FAILED: &str = "LIVENESS_CHECK_FAILED";
     /// A parameter set the policy's own `check-params` would refuse; the host never
     /// sends one, so this marks a host bug rather than a user error.
     pub const INVALID_POLICY_PARAMS: &str = "INVALID_POLICY_PARAMS";
+    /// Enrollment approved.
     pub const ENROLLED_AS_USER: &str = "ENROLLED_AS_USER";
+    /// Authentication approved (the spelling is the original service's).
     pub const AUTHENTIFICATION_SUCCESS: &str = "AUTHENTIFICATION_SUCCESS";
 }
 
 impl Decision {
+    /// An approval with `reason` and the score reported to the client.
     pub fn approve(reason: &str, score: Option<f32>) -> Self {
         Decision { approved: true, reason: reason.to_string(), score }
     }
 
+    /// A refusal with `reason` and no score.
     pub fn reject(reason: &str) -> Self {
         Decision { approved: false, reason: reason.to_string(), score: None }
     }
 }
 
 impl Param {
+    /// The parameter `name` set to `value`.
     pub fn new(name: &str, value: f64) -> Self {
         Param { name: name.to_string(), value }
     }
@@ -134,12 +150,14 @@ pub struct QualityGate {
     pub min_face_px: f32,
     /// Smallest accepted sharpness (variance of Laplacian of the aligned face).
     pub min_sharpness: f32,
-    /// Largest accepted |yaw| and |pitch|, in degrees.
+    /// Largest accepted |yaw|, in degrees.
     pub max_abs_yaw: f32,
+    /// Largest accepted |pitch|, in degrees.
     pub max_abs_pitch: f32,
 }
 
 impl QualityGate {
+    /// The reason `face` fails the gate (size, then sharpness, then pose), or `None`.
     pub fn check(&self, face: &Face) -> Option<&'static str> {
         if face.face_box.height < self.min_face_px || face.face_box.width < self.min_face_px * 0.5 {
             Some(reasons::FACE_TOO_SMALL)
@@ -183,10 +201,12 @@ pub mod testing {
         faces
     }
 
+    /// Enrollment evidence: an ID document image with these faces.
     pub fn enroll(faces: Vec<Face>) -> EnrollEvidence {
         EnrollEvidence { image: ImageSize { width: 1000, height: 700 }, faces: self::faces(faces) }
     }
 
+    /// Authentication evidence of a still image (one frame) with these faces.
     pub fn authenticate_image(faces: Vec<Face>) -> AuthenticateEvidence {
         authenticate(MediaKind::Image, vec![faces])
     }
