@@ -125,6 +125,24 @@ enum Source {
     Directory(PathBuf),
 }
 
+/// Where a new policy set comes from (`PolicyRouter::apply`).
+enum Change<'a> {
+    /// The directory as it is; nothing is written, and a catalog that cannot be read
+    /// is refused like a set that fails to build.
+    Reload,
+    /// An edit of the catalog on disk (admin API). A refused edit (an error of the
+    /// closure, or an invalid catalog) changes nothing and is not recorded as the
+    /// last error.
+    Edit(Edit<'a>),
+}
+
+/// Edits the catalog; returns the component it stages, written with the catalog
+/// once the new set is installed.
+type Edit<'a> = Box<dyn FnOnce(&mut Catalog) -> Result<Option<Staged<'a>>, RouterError> + 'a>;
+
+/// A component not yet written to the directory: its file name and bytes.
+type Staged<'a> = (String, &'a [u8]);
+
 /// What a reload looked at, to notice changes without reading every component.
 type Fingerprint = Vec<(String, u64, Option<SystemTime>)>;
 
@@ -205,12 +223,7 @@ impl PolicyRouter {
     /// Rebuilds the set from the directory and swaps it in; on any error the old set
     /// stays. Blocking (compiles components).
     pub fn reload(&self) -> Result<Arc<PolicySet>, RouterError> {
-        let Source::Directory(dir) = &self.source else { return Err(RouterError::NotManaged) };
-        let mut fingerprint = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        let seen = directory_fingerprint(dir);
-        let result = Catalog::read(dir).map_err(RouterError::from).and_then(|catalog| self.build_set(dir, &catalog));
-        *fingerprint = Some(seen);
-        self.install(result)
+        self.apply(Change::Reload)
     }
 
     /// Reloads when the directory changed since the last look (the watcher's tick).
@@ -225,69 +238,55 @@ impl PolicyRouter {
     /// catalog on disk. The whole new set is built and validated before anything is
     /// written.
     pub fn put_variant(&self, name: &str, change: VariantChange<'_>) -> Result<Arc<PolicySet>, RouterError> {
-        let Source::Directory(dir) = &self.source else { return Err(RouterError::NotManaged) };
-        let mut fingerprint = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        let mut catalog = Catalog::read(dir)?;
-        let existing = catalog.variants.iter().position(|v| v.name == name);
-        let mut spec = match existing {
-            Some(i) => catalog.variants[i].clone(),
-            None if change.component.is_some() => VariantSpec {
-                name: name.to_string(),
-                component: String::new(),
-                weight: 0,
-                shadow: false,
-                params: Default::default(),
-            },
-            None => return Err(RouterError::MissingComponent(name.to_string())),
-        };
-        spec.weight = change.weight.unwrap_or(spec.weight);
-        spec.shadow = change.shadow.unwrap_or(spec.shadow);
-        spec.params = change.params.unwrap_or(spec.params);
-        let staged = match change.component {
-            Some(bytes) => {
-                // Validate the bytes before they are written under a name the catalog uses.
-                let compiled = self
-                    .runtime
-                    .compile(bytes, Path::new(name))
-                    .map_err(|source| RouterError::Variant { variant: name.to_string(), source })?;
-                // Content-addressed file name: replacing a component never changes the
-                // bytes under a variant that is still running on the old ones.
-                spec.component = format!("{name}-{}.wasm", &compiled.sha256()[..12]);
-                self.compiled_cache().insert(compiled.sha256().to_string(), compiled);
-                Some((spec.component.clone(), bytes))
+        self.apply(Change::Edit(Box::new(move |catalog| {
+            let existing = catalog.variants.iter().position(|v| v.name == name);
+            let mut spec = match existing {
+                Some(i) => catalog.variants[i].clone(),
+                None if change.component.is_some() => VariantSpec {
+                    name: name.to_string(),
+                    component: String::new(),
+                    weight: 0,
+                    shadow: false,
+                    params: Default::default(),
+                },
+                None => return Err(RouterError::MissingComponent(name.to_string())),
+            };
+            spec.weight = change.weight.unwrap_or(spec.weight);
+            spec.shadow = change.shadow.unwrap_or(spec.shadow);
+            spec.params = change.params.unwrap_or(spec.params);
+            let staged = match change.component {
+                Some(bytes) => {
+                    // Validate the bytes before they are written under a name the catalog uses.
+                    let compiled = self
+                        .runtime
+                        .compile(bytes, Path::new(name))
+                        .map_err(|source| RouterError::Variant { variant: name.to_string(), source })?;
+                    // Content-addressed file name: replacing a component never changes the
+                    // bytes under a variant that is still running on the old ones.
+                    spec.component = format!("{name}-{}.wasm", &compiled.sha256()[..12]);
+                    self.compiled_cache().insert(compiled.sha256().to_string(), compiled);
+                    Some((spec.component.clone(), bytes))
+                }
+                None => None,
+            };
+            match existing {
+                Some(i) => catalog.variants[i] = spec,
+                None => catalog.variants.push(spec),
             }
-            None => None,
-        };
-        match existing {
-            Some(i) => catalog.variants[i] = spec,
-            None => catalog.variants.push(spec),
-        }
-        catalog.validate()?;
-        let result = self.build_set_with(dir, &catalog, staged.as_ref().map(|(n, b)| (n.as_str(), *b)));
-        let set = self.install(result)?;
-        if let Some((file, bytes)) = staged {
-            write_atomically(dir, &file, bytes).map_err(RouterError::Write)?;
-        }
-        catalog.write(dir)?;
-        *fingerprint = Some(directory_fingerprint(dir));
-        Ok(set)
+            Ok(staged)
+        })))
     }
 
     /// Retires a variant (admin API); the last answering variant cannot go.
     pub fn retire(&self, name: &str) -> Result<Arc<PolicySet>, RouterError> {
-        let Source::Directory(dir) = &self.source else { return Err(RouterError::NotManaged) };
-        let mut fingerprint = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        let mut catalog = Catalog::read(dir)?;
-        let before = catalog.variants.len();
-        catalog.variants.retain(|v| v.name != name);
-        if catalog.variants.len() == before {
-            return Err(RouterError::UnknownVariant(name.to_string()));
-        }
-        catalog.validate()?;
-        let set = self.install(self.build_set(dir, &catalog))?;
-        catalog.write(dir)?;
-        *fingerprint = Some(directory_fingerprint(dir));
-        Ok(set)
+        self.apply(Change::Edit(Box::new(|catalog| {
+            let before = catalog.variants.len();
+            catalog.variants.retain(|v| v.name != name);
+            if catalog.variants.len() == before {
+                return Err(RouterError::UnknownVariant(name.to_string()));
+            }
+            Ok(None)
+        })))
     }
 
     /// A policy to backtest, never routed: new component bytes, or else `variant`
@@ -320,6 +319,43 @@ impl PolicyRouter {
         compiled.variant(&params).map_err(err)
     }
 
+    /// The one way the set changes, under the change lock: the new catalog (the
+    /// directory's, or the catalog on disk edited) is validated and its whole set
+    /// built and installed (`install`: on failure the old set keeps serving and the
+    /// reason is recorded); only then is an edit written, and the directory as it
+    /// then is remembered so the watcher does not reload the router's own writes.
+    fn apply(&self, change: Change<'_>) -> Result<Arc<PolicySet>, RouterError> {
+        let Source::Directory(dir) = &self.source else { return Err(RouterError::NotManaged) };
+        let mut fingerprint = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let edits = matches!(change, Change::Edit(_));
+        let (catalog, staged) = match change {
+            Change::Reload => {
+                // Seen even if refused: a broken directory is retried once it changes again.
+                *fingerprint = Some(directory_fingerprint(dir));
+                match Catalog::read(dir) {
+                    Ok(catalog) => (catalog, None),
+                    Err(e) => return self.install(Err(e.into())),
+                }
+            }
+            Change::Edit(edit) => {
+                let mut catalog = Catalog::read(dir)?;
+                let staged = edit(&mut catalog)?;
+                catalog.validate()?;
+                (catalog, staged)
+            }
+        };
+        let result = self.build_set(dir, &catalog, staged.as_ref().map(|(file, bytes)| (file.as_str(), *bytes)));
+        let set = self.install(result)?;
+        if edits {
+            if let Some((file, bytes)) = staged {
+                write_atomically(dir, &file, bytes).map_err(RouterError::Write)?;
+            }
+            catalog.write(dir)?;
+            *fingerprint = Some(directory_fingerprint(dir));
+        }
+        Ok(set)
+    }
+
     fn install(&self, result: Result<PolicySet, RouterError>) -> Result<Arc<PolicySet>, RouterError> {
         match result {
             Ok(set) => {
@@ -345,13 +381,9 @@ impl PolicyRouter {
         self.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn build_set(&self, dir: &Path, catalog: &Catalog) -> Result<PolicySet, RouterError> {
-        self.build_set_with(dir, catalog, None)
-    }
-
     /// Builds every variant of `catalog`; `staged` is a component not yet written
     /// to the directory (its file name and bytes).
-    fn build_set_with(
+    fn build_set(
         &self,
         dir: &Path,
         catalog: &Catalog,
