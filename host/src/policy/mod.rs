@@ -255,7 +255,10 @@ pub struct LoadedPolicy {
     params: Vec<Param>,
 }
 
-/// The declared defaults with `overrides` applied, in declaration order.
+/// The declared defaults with `overrides` applied, in declaration order. The one
+/// place parameter sets are merged: overrides apply in turn, a later one of a name
+/// winning, so layers of overrides merge by concatenation (the router's
+/// `candidate`: a variant's set, then new overrides).
 fn merge_params(declared: &[Param], overrides: &[Param]) -> Result<Vec<Param>, String> {
     let mut params = declared.to_vec();
     for o in overrides {
@@ -392,5 +395,7 @@ mod tests {
         let typo = merge_params(&declared, &[Param { name: "c".into(), value: 5.0 }]).unwrap_err();
         assert!(typo.contains("unknown parameter \"c\"") && typo.contains("a, b"), "{typo}");
         assert!(merge_params(&declared, &[Param { name: "a".into(), value: f64::NAN }]).is_err());
+        let layered = [Param { name: "a".into(), value: 3.0 }, Param { name: "a".into(), value: 4.0 }];
+        assert_eq!(merge_params(&declared, &layered).expect("known")[0].value, 4.0);
     }
 }

@@ -300,23 +300,19 @@ impl PolicyRouter {
     ) -> Result<LoadedPolicy, RouterError> {
         let label = variant.unwrap_or("candidate").to_string();
         let err = |source: PolicyError| RouterError::Variant { variant: label.clone(), source };
-        let (compiled, mut params) = match (component, variant) {
+        let (compiled, base) = match (component, variant) {
             (Some(bytes), _) => (self.runtime.compile(bytes, Path::new("candidate.wasm")).map_err(err)?, Vec::new()),
             (None, Some(name)) => {
                 let set = self.current();
                 let v = set.variant(name).ok_or_else(|| RouterError::UnknownVariant(name.to_string()))?;
-                // The variant's own parameter set, then the new overrides on top.
                 (v.policy.compiled.clone(), v.policy.params().to_vec())
             }
             (None, None) => return Err(RouterError::UnknownVariant("(none given)".into())),
         };
-        for o in overrides {
-            match params.iter_mut().find(|p| p.name == o.name) {
-                Some(p) => p.value = o.value,
-                None => params.push(o.clone()),
-            }
-        }
-        compiled.variant(&params).map_err(err)
+        // The variant's own parameter set, then the new overrides on top: `variant`
+        // applies overrides in order, a later one winning (`merge_params`).
+        let layered: Vec<Param> = base.into_iter().chain(overrides.iter().cloned()).collect();
+        compiled.variant(&layered).map_err(err)
     }
 
     /// The one way the set changes, under the change lock: the new catalog (the
