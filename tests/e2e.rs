@@ -489,3 +489,35 @@ async fn the_audit_log_records_what_was_answered_when_enrollments_race() {
     let recorded_approvals = records.iter().filter(|r| r["approved"] == true && r["username"] == "racer").count();
     assert_eq!(recorded_approvals, 1, "{records:?}");
 }
+
+/// The harness (tests/common/server.rs) finds the server's port in its log line,
+/// whatever timestamp, level and colour codes come with it.
+#[test]
+fn the_harness_reads_the_listening_address_through_colours_and_prefixes() {
+    use common::server::listening_address;
+    let addr: std::net::SocketAddr = "127.0.0.1:40123".parse().expect("addr");
+    for line in [
+        "2026-01-01T00:00:00.000000Z  INFO listening on http://127.0.0.1:40123",
+        "\u{1b}[2m2026-01-01T00:00:00.000000Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m listening on http://127.0.0.1:40123",
+        "INFO listening on http://\u{1b}[1m127.0.0.1:40123\u{1b}[0m",
+        "listening on http://127.0.0.1:40123/ (ready)",
+    ] {
+        assert_eq!(listening_address(line), Some(addr), "{line:?}");
+    }
+    assert_eq!(listening_address("INFO models: /x (embedding y)"), None);
+    assert_eq!(listening_address("listening on http://not-an-address"), None);
+}
+
+/// A server that exits before it listens fails its test at once, with what it said,
+/// instead of at the harness's start-up deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_harness_fails_at_once_on_a_server_that_exits_before_listening() {
+    let started = std::time::Instant::now();
+    let Err(failed) = tokio::spawn(start_server_with(&[("FACEAUTH_MODELS_DIR", "/nonexistent/models")])).await else {
+        panic!("the harness must fail on a server that cannot start");
+    };
+    let message = failed.into_panic().downcast::<String>().map(|m| *m).unwrap_or_default();
+    assert!(message.contains("without listening"), "{message}");
+    assert!(message.contains("/nonexistent/models"), "the server's own words: {message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+}

@@ -90,6 +90,19 @@ pub struct ServeConfig {
     #[arg(long, env = "FACEAUTH_POLICY_WATCH_MS", default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub policy_watch_ms: u64,
+    /// Open client connections at most; more are closed at once (keep it under the
+    /// process's file-descriptor limit).
+    #[arg(long, env = "FACEAUTH_MAX_CONNECTIONS", default_value_t = 512,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections: usize,
+    /// Seconds a client gets to send a request's headers, and the longest pause
+    /// allowed within an upload; then the connection is closed (slow clients must not
+    /// hold connections).
+    #[arg(long, env = "FACEAUTH_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub header_timeout: u64,
+    /// Seconds a whole upload may take to arrive; then 408 UPLOAD_TIMEOUT.
+    #[arg(long, env = "FACEAUTH_UPLOAD_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upload_timeout: u64,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C; then the
     /// server exits anyway (a stalled upload cannot hold it). A second signal exits at once.
     #[arg(long, env = "FACEAUTH_SHUTDOWN_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]

@@ -106,33 +106,106 @@ pub async fn run(
             }
         })
     });
-    let router = http::router(app.clone(), config.max_upload_bytes, admin);
-    let (fired, signalled) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown.await;
-        let _ = fired.send(());
+    let http_limits = http::HttpLimits {
+        max_upload_bytes: config.max_upload_bytes,
+        body_pause: std::time::Duration::from_secs(config.header_timeout),
+        upload_timeout: std::time::Duration::from_secs(config.upload_timeout),
     };
-    let serve = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .into_future();
+    let router = http::router_with_limits(app.clone(), http_limits, admin);
+    let limits = ConnectionLimits {
+        max_connections: config.max_connections,
+        header_timeout: std::time::Duration::from_secs(config.header_timeout),
+    };
     let grace = std::time::Duration::from_secs(config.shutdown_grace);
-    // The drain is bounded: a client that stalls mid-upload would otherwise keep the
-    // process alive forever after SIGTERM (issue 11, defect 3).
-    let served = tokio::select! {
-        served = serve => served,
-        () = async {
-            match signalled.await {
-                Ok(()) => tokio::time::sleep(grace).await,
-                Err(_) => std::future::pending().await,
-            }
-        } => {
-            tracing::warn!("requests still in flight {} s after the shutdown signal: exiting anyway", grace.as_secs());
-            Ok(())
-        }
-    };
+    let served = serve(listener, router, limits, shutdown, grace).await;
     for task in watcher.into_iter().chain(retention) {
         task.abort();
     }
     app.close().await;
     served
 }
+
+/// What one client connection may hold.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    /// Open connections at most; more are closed at once. Below the process's file
+    /// descriptors: 1100 half-sent requests exhausted them (issue 11, defect 2).
+    max_connections: usize,
+    /// Time to send a request's headers (and, in the router, the longest pause
+    /// within its body); a connection that takes longer is closed.
+    header_timeout: std::time::Duration,
+}
+
+/// The accept loop: HTTP/1 and HTTP/2 through hyper-util, every connection with
+/// its peer address, header read timeout and a slot among `max_connections`. On
+/// `shutdown` it stops accepting and drains, for at most `grace`.
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::ServiceExt;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors (EMFILE) or a connection reset before it
+                    // was accepted: pause so the loop does not spin, then go on.
+                    ACCEPT_ERROR.warn(&e);
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Full: closed at once, so the connections being served keep their slots.
+            FULL_WARNING.warn(&format!("{} connections open", limits.max_connections));
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = router.clone().map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            request
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            )
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that hangs up or times out ends its own connection; nothing to report.
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    // The drain is bounded: a client that stalls mid-upload would otherwise keep the
+    // process alive forever after SIGTERM (issue 11, defect 3).
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still in flight {} s after the shutdown signal: exiting anyway", grace.as_secs());
+    }
+    Ok(())
+}
+
+/// Accept errors, at most one line a second.
+static ACCEPT_ERROR: http::RateLimitedWarning = http::RateLimitedWarning::new("accept error");
+/// Connections closed because all slots are taken, at most one line a second.
+static FULL_WARNING: http::RateLimitedWarning =
+    http::RateLimitedWarning::new("connection limit reached: new connections closed");

@@ -35,6 +35,8 @@ pub enum RequestError {
     FileTooLarge,
     #[error("malformed request: {0}")]
     Malformed(String),
+    #[error("the upload did not arrive in time")]
+    UploadTimeout,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,7 @@ impl ApiError {
                 RequestError::EmptyFile => ("EMPTY_FILE", S::BAD_REQUEST),
                 RequestError::FileTooLarge => ("FILE_TOO_LARGE", S::PAYLOAD_TOO_LARGE),
                 RequestError::Malformed(_) => ("MALFORMED_REQUEST", S::BAD_REQUEST),
+                RequestError::UploadTimeout => ("UPLOAD_TIMEOUT", S::REQUEST_TIMEOUT),
             },
             ApiError::UseCase(e) => match e {
                 UseCaseError::EmptyUsername => ("EMPTY_USERNAME", S::BAD_REQUEST),
@@ -130,7 +133,7 @@ async fn failed(endpoint: Endpoint, error: &ApiError) -> Response {
         // and the analyses that were running fell from 78 to 27 a second.
         tokio::time::sleep(BUSY_PACING).await;
         // An overload answers thousands of these a second: one line per second at most.
-        BUSY_WARNING.warn();
+        BUSY_WARNING.warn(&reason);
     } else if status.is_server_error() {
         tracing::warn!(error = %error_chain(error), reason, "request failed");
     } else {
@@ -159,26 +162,30 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// "Server busy" warnings, at most one a second, each with the count since the last.
-static BUSY_WARNING: RateLimitedWarning = RateLimitedWarning::new();
+static BUSY_WARNING: RateLimitedWarning =
+    RateLimitedWarning::new("server busy: requests refused with 503 SERVER_BUSY (count since the last line)");
 
-struct RateLimitedWarning {
+/// A warning written at most once a second, with how many times it happened since
+/// the last line: an overload or an attack must not flood the log (28 MB in 80 s).
+pub(crate) struct RateLimitedWarning {
+    what: &'static str,
     /// Seconds since the Unix epoch of the last line written.
     last: std::sync::atomic::AtomicU64,
     suppressed: std::sync::atomic::AtomicU64,
 }
 
 impl RateLimitedWarning {
-    const fn new() -> Self {
-        Self { last: std::sync::atomic::AtomicU64::new(0), suppressed: std::sync::atomic::AtomicU64::new(0) }
+    pub(crate) const fn new(what: &'static str) -> Self {
+        Self { what, last: std::sync::atomic::AtomicU64::new(0), suppressed: std::sync::atomic::AtomicU64::new(0) }
     }
 
-    fn warn(&self) {
+    pub(crate) fn warn(&self, detail: &dyn std::fmt::Display) {
         use std::sync::atomic::Ordering::Relaxed;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let last = self.last.load(Relaxed);
         if now > last && self.last.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
-            let refused = self.suppressed.swap(0, Relaxed) + 1;
-            tracing::warn!(refused, "server busy: requests refused with 503 SERVER_BUSY (count since the last line)");
+            let times = self.suppressed.swap(0, Relaxed) + 1;
+            tracing::warn!(times, %detail, "{}", self.what);
         } else {
             self.suppressed.fetch_add(1, Relaxed);
         }
@@ -229,6 +236,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 struct ApiState {
     app: Arc<FaceAuth>,
     admin: AdminAccess,
+    limits: HttpLimits,
 }
 
 impl axum::extract::FromRef<ApiState> for Arc<FaceAuth> {
@@ -237,8 +245,34 @@ impl axum::extract::FromRef<ApiState> for Arc<FaceAuth> {
     }
 }
 
+/// What one request may take of the server.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_upload_bytes: usize,
+    /// The longest pause within a request body.
+    pub body_pause: std::time::Duration,
+    /// The longest time to receive a whole upload.
+    pub upload_timeout: std::time::Duration,
+}
+
+impl HttpLimits {
+    /// The server's defaults (see `ServeConfig`) with this upload size limit.
+    pub fn with_max_upload(max_upload_bytes: usize) -> Self {
+        Self {
+            max_upload_bytes,
+            body_pause: std::time::Duration::from_secs(10),
+            upload_timeout: std::time::Duration::from_secs(120),
+        }
+    }
+}
+
+/// The API with the default time limits (tests, tools).
 pub fn router(app: Arc<FaceAuth>, max_upload_bytes: usize, admin: AdminAccess) -> Router {
-    let state = ApiState { app, admin };
+    router_with_limits(app, HttpLimits::with_max_upload(max_upload_bytes), admin)
+}
+
+pub fn router_with_limits(app: Arc<FaceAuth>, limits: HttpLimits, admin: AdminAccess) -> Router {
+    let state = ApiState { app, admin, limits };
     Router::new()
         .route("/api/enroll", post(enroll))
         .route("/api/authentificate", post(authenticate))
@@ -248,7 +282,9 @@ pub fn router(app: Arc<FaceAuth>, max_upload_bytes: usize, admin: AdminAccess) -
         .route("/ready", get(ready))
         // The page holds no data; it fetches the (gated) statistics itself.
         .route("/admin", get(|| async { axum::response::Html(include_str!("stats_page.html")) }))
-        .layer(DefaultBodyLimit::max(max_upload_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_upload_bytes))
+        // A client that stops sending mid-body loses its connection slot.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_pause))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -318,6 +354,13 @@ async fn read_request(
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> RequestError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if s.is::<tower_http::timeout::TimeoutError>() {
+            return RequestError::UploadTimeout;
+        }
+        source = s.source();
+    }
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         RequestError::FileTooLarge
     } else {
@@ -326,25 +369,25 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> RequestError 
 }
 
 async fn enroll(
-    State(app): State<Arc<FaceAuth>>,
+    State(state): State<ApiState>,
     params: Params,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    decide(Endpoint::Enroll, app, params, multipart).await
+    decide(Endpoint::Enroll, state, params, multipart).await
 }
 
 async fn authenticate(
-    State(app): State<Arc<FaceAuth>>,
+    State(state): State<ApiState>,
     params: Params,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    decide(Endpoint::Authenticate, app, params, multipart).await
+    decide(Endpoint::Authenticate, state, params, multipart).await
 }
 
 /// Reads the request, runs the endpoint's use case and answers in its shape.
 async fn decide(
     endpoint: Endpoint,
-    app: Arc<FaceAuth>,
+    ApiState { app, limits, .. }: ApiState,
     params: Params,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
@@ -354,7 +397,11 @@ async fn decide(
         if app.is_saturated() {
             return Err(ApiError::UseCase(UseCaseError::Busy));
         }
-        let (username, file) = read_request(endpoint, params, multipart).await?;
+        // A whole upload has a deadline: sending a byte every few seconds must not
+        // hold a connection for ever.
+        let (username, file) = tokio::time::timeout(limits.upload_timeout, read_request(endpoint, params, multipart))
+            .await
+            .map_err(|_| RequestError::UploadTimeout)??;
         Ok::<_, ApiError>(app.submit(endpoint, &username, file).await?)
     }
     .await;
