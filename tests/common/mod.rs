@@ -1,10 +1,15 @@
-//! Shared helpers of the end-to-end tests: where the repository's artefacts are.
+//! The one harness of the integration tests: where the repository's artefacts are
+//! ([`fixture`], [`policy_wasm`], [`engine_config`], [`shared_dir`]), the API's answers
+//! ([`answers`]), the real binary as a subprocess ([`server`]) and the router
+//! in-process ([`in_process`]).
 #![allow(dead_code, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
 use faceauth::config::EngineConfig;
 
+pub mod answers;
+pub mod in_process;
 pub mod server;
 
 pub fn repo_root() -> PathBuf {
