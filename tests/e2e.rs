@@ -5,27 +5,9 @@
 
 mod common;
 
-use common::server::{MAX_UPLOAD, start_server, start_server_with};
-use serde_json::{Value, json};
-
-fn enroll_rejected(reason: &str) -> Value {
-    json!({"trained": "failed", "EnrollStatus": "REJECTED", "DecisionReason": reason})
-}
-
-fn auth_rejected(reason: &str) -> Value {
-    json!({"score": null, "Decision": "REJECTED", "DecisionReason": reason})
-}
-
-const ENROLLED: fn() -> Value =
-    || json!({"trained": "success", "EnrollStatus": "APPROVED", "DecisionReason": "ENROLLED_AS_USER"});
-
-fn assert_approved(answer: &(u16, Value)) -> f64 {
-    assert_eq!(answer.0, 200, "{answer:?}");
-    assert_eq!(answer.1["Decision"], "APPROVED", "{answer:?}");
-    assert_eq!(answer.1["DecisionReason"], "AUTHENTIFICATION_SUCCESS");
-    assert_eq!(answer.1.as_object().map(|o| o.len()), Some(3), "exact shape: {answer:?}");
-    answer.1["score"].as_f64().expect("numeric score")
-}
+use common::answers::{admin_token_required, assert_approved, auth_rejected, done, enroll_rejected, enrolled};
+use common::server::{MAX_UPLOAD, answer, start_server, start_server_with, upload_form};
+use reqwest::Method;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn enroll_authenticate_and_reset_over_http() {
@@ -37,9 +19,9 @@ async fn enroll_authenticate_and_reset_over_http() {
         ("alice-photographed", "id_card_person_a_photographed.jpg"),
         ("alice-strip", "id_card_person_a_front_back.jpg"),
     ] {
-        assert_eq!(server.enroll(user, card).await, (200, ENROLLED()), "{card}");
+        assert_eq!(server.enroll(user, card).await, (200, enrolled()), "{card}");
     }
-    assert_eq!(server.enroll("bob", "id_card_person_b.jpg").await, (200, ENROLLED()));
+    assert_eq!(server.enroll("bob", "id_card_person_b.jpg").await, (200, enrolled()));
 
     // The same person, from a different photo, against each enrollment.
     for user in ["alice", "alice-photographed", "alice-strip"] {
@@ -86,12 +68,10 @@ async fn enroll_authenticate_and_reset_over_http() {
     assert_eq!(server.authenticate("couple", "selfie_person_a.jpg").await, (404, auth_rejected("UNKNOWN_USER")));
 
     // Reset removes everyone.
-    let reset = reqwest::Client::new().post(format!("{}/api/reset", server.base)).send().await.expect("reset");
-    assert_eq!(reset.status().as_u16(), 200);
-    assert_eq!(reset.json::<Value>().await.expect("json"), json!({"code": 200, "msg": "DONE"}));
+    assert_eq!(server.send(Method::POST, "/api/reset", None).await, (200, done()));
     assert_eq!(server.authenticate("alice", "selfie_person_a.jpg").await, (404, auth_rejected("UNKNOWN_USER")));
     // And the name is free again.
-    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, ENROLLED()));
+    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, enrolled()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -131,7 +111,7 @@ async fn every_bad_request_gets_its_reason_and_status() {
         );
     }
     // One name typed two ways (precomposed, combining accent) is one account.
-    assert_eq!(server.enroll("Jos%C3%A9", "id_card_person_a.jpg").await, (200, ENROLLED()));
+    assert_eq!(server.enroll("Jos%C3%A9", "id_card_person_a.jpg").await, (200, enrolled()));
     assert_eq!(
         server.enroll("Jose%CC%81", "id_card_person_a.jpg").await,
         (409, enroll_rejected("USERNAME_ALREADY_EXISTS"))
@@ -178,14 +158,8 @@ async fn every_bad_request_gets_its_reason_and_status() {
         post("/api/enroll", Some("username=u1"), "cin_file", Some(huge)).await,
         (413, enroll_rejected("FILE_TOO_LARGE"))
     );
-    let not_multipart = reqwest::Client::new()
-        .post(format!("{}/api/enroll?username=u1", server.base))
-        .body("plain body")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(not_multipart.status().as_u16(), 400);
-    assert_eq!(not_multipart.json::<Value>().await.expect("json"), enroll_rejected("MALFORMED_REQUEST"));
+    let not_multipart = server.request(Method::POST, "/api/enroll?username=u1").body("plain body");
+    assert_eq!(answer(not_multipart).await, (400, enroll_rejected("MALFORMED_REQUEST")));
 
     // Unknown user, and a username taken twice, also by two simultaneous enrollments.
     assert_eq!(server.authenticate("ghost", "selfie_person_a.jpg").await, (404, auth_rejected("UNKNOWN_USER")));
@@ -193,7 +167,7 @@ async fn every_bad_request_gets_its_reason_and_status() {
         tokio::join!(server.enroll("twin", "id_card_person_a.jpg"), server.enroll("twin", "id_card_person_a.jpg"));
     let mut answers = vec![a, b];
     answers.sort_by_key(|x| x.0);
-    assert_eq!(answers, vec![(200, ENROLLED()), (409, enroll_rejected("USERNAME_ALREADY_EXISTS"))]);
+    assert_eq!(answers, vec![(200, enrolled()), (409, enroll_rejected("USERNAME_ALREADY_EXISTS"))]);
     assert_eq!(server.enroll("twin", "id_card_person_a.jpg").await, (409, enroll_rejected("USERNAME_ALREADY_EXISTS")));
     // The first enrollment is intact.
     assert_approved(&server.authenticate("twin", "selfie_person_a.jpg").await);
@@ -202,25 +176,18 @@ async fn every_bad_request_gets_its_reason_and_status() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reset_requires_the_admin_token_when_one_is_configured() {
     let server = start_server_with(&[("FACEAUTH_ADMIN_TOKEN", "s3cret-token")]).await;
-    assert_eq!(server.enroll("carol", "id_card_person_a.jpg").await, (200, ENROLLED()));
-    let client = reqwest::Client::new();
-    let url = format!("{}/api/reset", server.base);
+    assert_eq!(server.enroll("carol", "id_card_person_a.jpg").await, (200, enrolled()));
+    let reset = || server.request(Method::POST, "/api/reset");
     for auth in [None, Some("Bearer wrong"), Some("s3cret-token")] {
-        let mut request = client.post(&url);
+        let mut request = reset();
         if let Some(a) = auth {
             request = request.header("authorization", a);
         }
-        let r = request.send().await.expect("reset");
-        assert_eq!(r.status().as_u16(), 401, "{auth:?}");
-        assert_eq!(
-            r.json::<Value>().await.expect("json"),
-            json!({"code": 401, "msg": "ERROR_DETECTED : a valid admin token is required"})
-        );
+        assert_eq!(answer(request).await, (401, admin_token_required()), "{auth:?}");
     }
     // Nothing was removed.
     assert_approved(&server.authenticate("carol", "selfie_person_a.jpg").await);
-    let r = client.post(&url).header("authorization", "Bearer s3cret-token").send().await.expect("reset");
-    assert_eq!(r.json::<Value>().await.expect("json"), json!({"code": 200, "msg": "DONE"}));
+    assert_eq!(answer(reset().header("authorization", "Bearer s3cret-token")).await, (200, done()));
     assert_eq!(server.authenticate("carol", "selfie_person_a.jpg").await, (404, auth_rejected("UNKNOWN_USER")));
 }
 
@@ -233,8 +200,8 @@ async fn authenticates_from_video_and_contains_bad_streams() {
     let server = start_server_with(&[("TMPDIR", &tmp_path)]).await;
     // ONNX Runtime leaves a session-id file there at start-up; requests must add nothing.
     let at_start = listing(tmp.path());
-    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, ENROLLED()));
-    assert_eq!(server.enroll("bob", "id_card_person_b.jpg").await, (200, ENROLLED()));
+    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, enrolled()));
+    assert_eq!(server.enroll("bob", "id_card_person_b.jpg").await, (200, enrolled()));
 
     let score = assert_approved(&server.authenticate("alice", "video_person_a.mp4").await);
     assert!(score >= 0.45, "{score}");
@@ -287,7 +254,7 @@ async fn authenticates_from_video_and_contains_bad_streams() {
         ])
         .await;
         let at_start = listing(tmp.path());
-        assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, ENROLLED()));
+        assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, enrolled()));
         assert_eq!(server.authenticate("alice", "video_person_a.mp4").await, (status, auth_rejected(reason)));
         // Still serving.
         assert_approved(&server.authenticate("alice", "selfie_person_a.jpg").await);
@@ -304,7 +271,7 @@ async fn liveness_policy_refuses_prints_and_screen_replays() {
     let server = start_server_with(&[("FACEAUTH_POLICY", policy.to_str().expect("path"))]).await;
     let live = |name: &str| std::fs::read(shared.join("liveness").join(name)).expect("sample");
     let enroll = |bytes: Vec<u8>| server.post("/api/enroll", Some("username=sample"), "cin_file", Some(bytes));
-    assert_eq!(enroll(live("live/silentface__image_T1.jpg")).await, (200, ENROLLED()));
+    assert_eq!(enroll(live("live/silentface__image_T1.jpg")).await, (200, enrolled()));
     let auth = |bytes: Vec<u8>| server.post("/api/authentificate", Some("username=sample"), "auth_video", Some(bytes));
     assert_approved(&auth(live("live/silentface__image_T1.jpg")).await);
     for spoof in ["spoof/silentface__image_F1.jpg", "spoof/silentface__image_F2.jpg"] {
@@ -361,7 +328,7 @@ async fn a_liveness_variant_requiring_movement_refuses_a_photo_moved_in_front_of
     )
     .expect("catalog");
     let server = start_server_with(&[("FACEAUTH_POLICY_DIR", dir.path().to_str().expect("path"))]).await;
-    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, ENROLLED()));
+    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, enrolled()));
     assert_eq!(server.authenticate("alice", "video_person_a.mp4").await, (200, auth_rejected("LIVENESS_CHECK_FAILED")));
 }
 
@@ -372,7 +339,7 @@ async fn a_liveness_variant_requiring_movement_refuses_a_photo_moved_in_front_of
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_hanging_up_mid_analysis_leaves_others_a_503_not_a_500() {
     let server = start_server_with(&[("FACEAUTH_WORKERS", "1"), ("FACEAUTH_MAX_QUEUED", "0")]).await;
-    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, ENROLLED()));
+    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, enrolled()));
     // A slow picture: the selfie tiled 6x6 (36 faces, about 0.8 s of analysis here).
     let selfie = image::load_from_memory(&common::fixture("selfie_person_a.jpg")).expect("fixture").to_rgb8();
     let (w, h) = selfie.dimensions();
@@ -383,24 +350,16 @@ async fn a_client_hanging_up_mid_analysis_leaves_others_a_503_not_a_500() {
     let mut jpeg = Vec::new();
     crowd.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).expect("encode");
     assert!(jpeg.len() < MAX_UPLOAD, "{}", jpeg.len());
-    let hung_up = reqwest::Client::new()
-        .post(format!("{}/api/authentificate?username=alice", server.base))
-        .multipart(reqwest::multipart::Form::new().part("auth_video", reqwest::multipart::Part::bytes(jpeg)))
-        .timeout(std::time::Duration::from_millis(300))
-        .send()
-        .await;
+    let authenticate = |bytes: Vec<u8>| {
+        server.request(Method::POST, "/api/authentificate?username=alice").multipart(upload_form("auth_video", bytes))
+    };
+    let hung_up = authenticate(jpeg).timeout(std::time::Duration::from_millis(300)).send().await;
     assert!(hung_up.is_err(), "the picture must take longer than the client waits: {hung_up:?}");
     // Still busy with it: a 503 that says when to come back.
-    let selfie = reqwest::multipart::Part::bytes(common::fixture("selfie_person_a.jpg")).file_name("s.jpg");
-    let busy = reqwest::Client::new()
-        .post(format!("{}/api/authentificate?username=alice", server.base))
-        .multipart(reqwest::multipart::Form::new().part("auth_video", selfie))
-        .send()
-        .await
-        .expect("answer");
+    let busy = authenticate(common::fixture("selfie_person_a.jpg")).send().await.expect("answer");
     assert_eq!(busy.status().as_u16(), 503);
     assert_eq!(busy.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
-    assert_eq!(busy.json::<Value>().await.expect("json"), auth_rejected("SERVER_BUSY"));
+    assert_eq!(busy.json::<serde_json::Value>().await.expect("json"), auth_rejected("SERVER_BUSY"));
     let mut statuses = vec![503];
     loop {
         let answer = server.authenticate("alice", "selfie_person_a.jpg").await;
@@ -477,7 +436,7 @@ async fn the_audit_log_records_what_was_answered_when_enrollments_race() {
         (0..16).map(|_| server.post("/api/enroll", Some("username=racer"), "cin_file", Some(card.clone()))),
     )
     .await;
-    let approved = answers.iter().filter(|a| a.0 == 200 && a.1 == ENROLLED()).count();
+    let approved = answers.iter().filter(|a| a.0 == 200 && a.1 == enrolled()).count();
     assert_eq!(approved, 1, "{answers:?}");
     assert!(
         answers.iter().all(|a| a.0 == 200 || *a == (409, enroll_rejected("USERNAME_ALREADY_EXISTS"))),

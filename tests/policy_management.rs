@@ -10,10 +10,13 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::answers::{admin_loopback_only, admin_token_required};
+use common::in_process::{LOOPBACK_PEER, answer, empty, router};
 use common::server::{Server, start_server_with};
+use faceauth::http::AdminAccess;
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A policy directory holding the shipped components and `catalog`.
 fn policy_dir(catalog: &str) -> tempfile::TempDir {
@@ -139,7 +142,7 @@ async fn ab_variants_are_sticky_shadows_are_recorded_and_nothing_changes_the_ans
     let stats_variants: Vec<&str> =
         stats["variants"].as_array().unwrap().iter().map(|v| v["variant"].as_str().unwrap()).collect();
     assert!(stats_variants.contains(&"strict-shadow") && stats_variants.contains(&"control"), "{stats}");
-    let metrics = reqwest::get(format!("{}/metrics", server.base)).await.expect("metrics").text().await.expect("text");
+    let metrics = server.request(Method::GET, "/metrics").send().await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("faceauth_decisions_total{variant=\"strict-shadow\""), "{metrics}");
     assert!(metrics.contains("faceauth_policy_call_duration_ms_bucket"), "{metrics}");
 
@@ -250,25 +253,25 @@ async fn policies_are_swapped_at_run_time_and_bad_ones_are_refused() {
     .expect("write");
     let (status, _) = server.send(Method::POST, "/api/admin/policies/reload", None).await;
     assert_eq!(status, 200);
-    let upload = |bytes: Vec<u8>| {
+    let upload = |bytes: Vec<u8>, params: &'static str| {
         Form::new()
             .part("component", Part::bytes(bytes).file_name("policy.wasm"))
             .text("weight", "1")
-            .text("params", r#"{"match-threshold": 0.5}"#)
+            .text("params", params)
     };
     let strict = std::fs::read(common::policy_wasm("strict-policy")).expect("strict component");
-    let (status, added) = server.send(Method::PUT, "/api/admin/policies/strict-b", Some(upload(strict))).await;
+    let threshold = r#"{"match-threshold": 0.5}"#;
+    let (status, added) =
+        server.send(Method::PUT, "/api/admin/policies/strict-b", Some(upload(strict, threshold))).await;
     assert_eq!(status, 200, "{added}");
     assert_eq!(variant_names(&added), ["main", "strict-b"]);
     assert_eq!(added["set"]["variants"][1]["params"]["match-threshold"], 0.5);
     // Garbage bytes and an unknown parameter (a typo) are refused.
-    let (status, _) = server.send(Method::PUT, "/api/admin/policies/bad", Some(upload(b"garbage".to_vec()))).await;
+    let garbage = upload(b"garbage".to_vec(), threshold);
+    let (status, _) = server.send(Method::PUT, "/api/admin/policies/bad", Some(garbage)).await;
     assert_eq!(status, 422);
     let default = std::fs::read(common::policy_wasm("default-policy")).expect("default component");
-    let typo = Form::new()
-        .part("component", Part::bytes(default).file_name("p.wasm"))
-        .text("weight", "1")
-        .text("params", r#"{"match-treshold": 0.5}"#);
+    let typo = upload(default, r#"{"match-treshold": 0.5}"#);
     let (status, refused) = server.send(Method::PUT, "/api/admin/policies/typo", Some(typo)).await;
     assert_eq!(status, 422);
     assert!(refused["msg"].as_str().unwrap().contains("unknown parameter"), "{refused}");
@@ -306,21 +309,26 @@ async fn admin_endpoints_need_the_token_when_one_is_set() {
         (Method::POST, "/api/reset"),
     ] {
         let (status, body) = server.send(method.clone(), path, None).await;
-        assert_eq!(
-            (status, &body),
-            (401, &json!({"code": 401, "msg": "ERROR_DETECTED : a valid admin token is required"})),
-            "{method} {path}"
-        );
+        assert_eq!((status, body), (401, admin_token_required()), "{method} {path}");
     }
-    let metrics = reqwest::get(format!("{}/metrics", server.base)).await.expect("request");
+    let metrics = server.request(Method::GET, "/metrics").send().await.expect("request");
     assert_eq!(metrics.status().as_u16(), 401);
-    let authorized = reqwest::Client::new()
-        .get(format!("{}/api/admin/policies", server.base))
-        .bearer_auth("s3cret")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(authorized.status().as_u16(), 200);
+    let authorized = server.request(Method::GET, "/api/admin/policies").bearer_auth("s3cret").send().await;
+    assert_eq!(authorized.expect("request").status().as_u16(), 200);
+}
+
+/// Without a token the admin endpoints answer loopback clients only: in-process,
+/// with the peer address the real server would see.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_token_admin_endpoints_answer_loopback_peers_only() {
+    let (app, _db) = common::in_process::app("default-policy").await;
+    let remote: std::net::SocketAddr = "192.0.2.7:40000".parse().expect("addr");
+    for path in ["/api/admin/policies", "/api/admin/decisions", "/api/admin/stats"] {
+        let far = answer(router(&app, AdminAccess::LoopbackOnly, remote), empty("GET", path)).await;
+        assert_eq!(far, (403, admin_loopback_only()), "{path}");
+        let (status, body) = answer(router(&app, AdminAccess::LoopbackOnly, LOOPBACK_PEER), empty("GET", path)).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
 }
 
 /// A request keeps the variants it was routed to: swapping the set while it runs
