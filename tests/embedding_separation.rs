@@ -15,6 +15,14 @@ fn engine() -> FaceEngine {
     FaceEngine::init(&common::engine_config("default-policy")).expect("engine starts")
 }
 
+/// The face analyzer alone (no pool, no policy), for stage-by-stage checks.
+fn analyzer() -> FaceAnalyzer {
+    let config = common::engine_config("default-policy");
+    let env = faceauth::vision::onnx_environment(&config.onnxruntime_lib().expect("ort")).expect("ort");
+    let files = ModelFiles::verify(&config.models_dir).expect("models");
+    FaceAnalyzer::load(&env, &files, false).expect("analyzer")
+}
+
 async fn primary_face(engine: &FaceEngine, path: &std::path::Path) -> AnalyzedFace {
     let bytes = std::fs::read(path).expect("read image");
     let (_, faces) = engine.analyze_upload(bytes).await.expect("analysis");
@@ -36,10 +44,7 @@ async fn stages_agree_with_the_python_reference() {
         &std::fs::read(shared.join("reference/pipeline_reference.json")).expect("reference file"),
     )
     .expect("reference json");
-    let config = common::engine_config("default-policy");
-    let env = faceauth::vision::onnx_environment(&config.onnxruntime_lib().expect("ort")).expect("ort");
-    let files = ModelFiles::verify(&config.models_dir).expect("models");
-    let mut analyzer = FaceAnalyzer::load(&env, &files, false).expect("analyzer");
+    let mut analyzer = analyzer();
     let mut problems = Vec::new();
     for image in reference["images"].as_array().expect("images") {
         let file = image["file"].as_str().expect("file");
@@ -192,10 +197,7 @@ async fn lfw_pairs_agree_with_the_least_squares_reference() {
         &std::fs::read(common::repo_root().join("tests/reference/lfw_pairs_reference.json")).expect("reference"),
     )
     .expect("json");
-    let config = common::engine_config("default-policy");
-    let env = faceauth::vision::onnx_environment(&config.onnxruntime_lib().expect("ort")).expect("ort");
-    let files = ModelFiles::verify(&config.models_dir).expect("models");
-    let mut analyzer = FaceAnalyzer::load(&env, &files, false).expect("analyzer");
+    let mut analyzer = analyzer();
     let load = |name: &str| {
         let bytes = std::fs::read(lfw.join(name)).expect("image");
         faceauth::media::decode_image(&bytes, Default::default()).expect("decodes").pixels
@@ -269,10 +271,7 @@ async fn evaluate(mode: faceauth::eval::Mode, attempts: Vec<faceauth::eval::Atte
 
 /// `../shared/faces/lfw-train/pairs.csv`, or `None` (having said why) without it.
 fn lfw_pairs() -> Option<std::path::PathBuf> {
-    let Some(shared) = common::shared_dir() else {
-        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
-        return None;
-    };
+    let shared = common::shared_dir_or_say_skipped()?;
     let list = shared.join("faces/lfw-train/pairs.csv");
     if !list.exists() {
         eprintln!("SKIPPED: {} not found", list.display());
@@ -351,14 +350,9 @@ async fn faces_are_found_in_176x144_clips() {
         ("0001d815c0--61dc1abdd087f5618bf66eb9__8.mp4", "176:144"),
     ] {
         let out = dir.path().join(format!("{clip}.small.mp4"));
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-i"])
-            .arg(person.join(clip))
-            .args(["-an", "-vf", &format!("scale={size}"), "-c:v", "mpeg4", "-q:v", "5"])
-            .arg(&out)
-            .status()
-            .expect("ffmpeg runs");
-        assert!(status.success());
+        let (input, scale) = (person.join(clip), format!("scale={size}"));
+        let (input, output) = (input.to_str().expect("utf-8"), out.to_str().expect("utf-8"));
+        common::ffmpeg(&["-i", input, "-an", "-vf", &scale, "-c:v", "mpeg4", "-q:v", "5", output]);
         attempts.push(faceauth::eval::Attempt {
             enroll: person.join("0001d815c0--61dc1abdd087f5618bf66eb9__1.jpg"),
             authenticate: out,

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::ffmpeg;
 use faceauth::usecase::FaceEngine;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -24,15 +25,6 @@ async fn liveness_is_measured_only_for_policies_that_require_it() {
             assert!((0.0..=1.0).contains(&l), "{l}");
         }
     }
-}
-
-fn ffmpeg(args: &[&str]) {
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .status()
-        .expect("ffmpeg (scripts/setup.sh installs it)");
-    assert!(status.success(), "ffmpeg {args:?}");
 }
 
 /// Video cues on real footage: a blink sequence built from a real webcam clip's
@@ -67,7 +59,7 @@ async fn a_blink_sequence_shows_blinks_and_a_still_picture_does_not() {
         "libx264".into(),
         path("blink.mp4"),
     ]);
-    ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ffmpeg(&args);
     ffmpeg(&[
         "-loop",
         "1",

@@ -44,12 +44,9 @@ pub fn engine_config(policy_crate: &str) -> EngineConfig {
 #[allow(unused_macros)] // each test binary compiles this module; not all use it
 macro_rules! shared_dir_or_skip {
     () => {
-        match common::shared_dir() {
+        match common::shared_dir_or_say_skipped() {
             Some(dir) => dir,
-            None => {
-                eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
-                return;
-            }
+            None => return,
         }
     };
 }
@@ -61,4 +58,24 @@ pub fn shared_dir() -> Option<PathBuf> {
     let dir =
         std::env::var_os("FACEAUTH_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared"));
     dir.join("faces/deepface/master.csv").exists().then_some(dir)
+}
+
+/// [`shared_dir`], or `None` having printed the test's SKIPPED line.
+pub fn shared_dir_or_say_skipped() -> Option<PathBuf> {
+    let dir = shared_dir();
+    if dir.is_none() {
+        eprintln!("SKIPPED: ../shared (FACEAUTH_SHARED_DIR) not found");
+    }
+    dir
+}
+
+/// Runs FFmpeg quietly (errors only), overwriting outputs; fails the test if it fails.
+pub fn ffmpeg<S: AsRef<std::ffi::OsStr>>(args: &[S]) {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .status()
+        .expect("ffmpeg (scripts/setup.sh installs it)");
+    let args: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    assert!(status.success(), "ffmpeg {args:?}");
 }
