@@ -22,6 +22,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Backtest a policy on the recorded decisions: how its answers would differ (JSON report).
     Replay(ReplayArgs),
+    /// Re-seal every stored face template with the current template key (after a
+    /// key rotation, or to seal templates stored in clear).
+    Rekey(DatabaseConfig),
     /// Verification figures on a labelled list (ROC AUC, EER, TAR at FAR, failure to
     /// enroll, refusals by reason) through the same steps as the server.
     Eval(EvalArgs),
@@ -124,13 +127,32 @@ pub struct DatabaseConfig {
     /// statement; then the request is answered 503 DATABASE_UNAVAILABLE.
     #[arg(long, env = "FACEAUTH_DB_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub db_timeout: u64,
+    /// Keys that seal face templates at rest, `ID=BASE64` (32 random bytes, e.g.
+    /// `head -c 32 /dev/urandom | base64`), comma-separated; the first seals, all
+    /// open. Without keys templates are stored in clear (the server warns).
+    #[arg(long, env = "FACEAUTH_TEMPLATE_KEYS", hide_env_values = true)]
+    pub template_keys: Option<String>,
+    /// A file of template keys, one `ID=BASE64` per line (first seals); with `--template-keys` both count.
+    #[arg(long, env = "FACEAUTH_TEMPLATE_KEY_FILE")]
+    pub template_key_file: Option<PathBuf>,
 }
 
 impl DatabaseConfig {
     /// Connects to the configured database with the configured timeout.
     pub async fn connect(&self) -> Result<crate::store::UserStore, crate::store::StoreError> {
-        crate::store::UserStore::connect_with_timeout(&self.url(), std::time::Duration::from_secs(self.db_timeout))
-            .await
+        let mut spec = self.template_keys.clone().unwrap_or_default();
+        if let Some(path) = &self.template_key_file {
+            let text = std::fs::read_to_string(path).map_err(|source| crate::store::templates::KeyError::File {
+                path: path.display().to_string(),
+                source,
+            })?;
+            spec = format!("{spec}\n{text}");
+        }
+        let options = crate::store::StoreOptions {
+            timeout: std::time::Duration::from_secs(self.db_timeout),
+            template_keys: crate::store::templates::TemplateKeys::parse(&spec)?.map(std::sync::Arc::new),
+        };
+        crate::store::UserStore::connect_with(&self.url(), options).await
     }
 
     pub fn url(&self) -> String {

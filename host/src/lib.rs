@@ -66,6 +66,13 @@ pub async fn build(config: &ServeConfig) -> Result<Arc<FaceAuth>, StartError> {
         );
     }
     tracing::info!("database: {:?} at {}", store.backend(), store::redact(&url));
+    if store.seals_templates() {
+        tracing::info!("face templates: sealed at rest (XChaCha20-Poly1305)");
+    } else {
+        tracing::warn!(
+            "face templates are stored in clear: set --template-key-file or FACEAUTH_TEMPLATE_KEYS to seal them (README, Security)"
+        );
+    }
     Ok(Arc::new(FaceAuth::new(engine, store)))
 }
 

@@ -28,6 +28,13 @@ fn main() -> anyhow::Result<()> {
         Command::Inspect(args) => runtime.block_on(inspect(args)),
         Command::Replay(args) => runtime.block_on(replay(args)),
         Command::Eval(args) => runtime.block_on(eval(args)),
+        Command::Rekey(database) => runtime.block_on(async {
+            let store = database.connect().await?;
+            anyhow::ensure!(store.seals_templates(), "no template key configured: nothing to seal with");
+            let rewritten = store.rekey().await?;
+            println!("{rewritten} templates re-sealed with the current key");
+            Ok(())
+        }),
     }
 }
 

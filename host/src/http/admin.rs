@@ -98,12 +98,12 @@ impl From<MultipartError> for AdminError {
 
 async fn gate(
     State(state): State<ApiState>,
-    peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
+    peer: Result<ConnectInfo<std::net::SocketAddr>, axum::extract::rejection::ExtensionRejection>,
     headers: HeaderMap,
     request: Request,
     next: Next,
 ) -> Response {
-    if state.admin.allows(&headers, peer.map(|p| p.0.0)) {
+    if state.admin.allows(&headers, peer.ok().map(|p| p.0)) {
         return next.run(request).await;
     }
     let (status, why) = match state.admin {

@@ -222,8 +222,8 @@ impl AdminAccess {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes())),
-            // In-process callers (tests driving the router) have no peer address.
-            AdminAccess::LoopbackOnly => peer.is_none_or(|p| p.ip().is_loopback()),
+            // An unknown peer is refused; `::ffff:127.0.0.1` (a dual-stack listener) is loopback.
+            AdminAccess::LoopbackOnly => peer.is_some_and(|p| p.ip().to_canonical().is_loopback()),
         }
     }
 }
@@ -282,11 +282,19 @@ pub fn router_with_limits(app: Arc<FaceAuth>, limits: HttpLimits, admin: AdminAc
         .route("/ready", get(ready))
         // The page holds no data; it fetches the (gated) statistics itself.
         .route("/admin", get(|| async { axum::response::Html(include_str!("stats_page.html")) }))
+        .fallback(|| async { api_error(StatusCode::NOT_FOUND, "NOT_FOUND") })
+        .method_not_allowed_fallback(|| async { api_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED") })
         .layer(DefaultBodyLimit::max(limits.max_upload_bytes))
         // A client that stops sending mid-body loses its connection slot.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_pause))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// A request no route answers, in the reset shape (`{"code", "msg"}`), so that no
+/// answer of the API has an empty body.
+fn api_error(status: StatusCode, reason: &str) -> Response {
+    with_reason(status, json!({"code": status.as_u16(), "msg": format!("ERROR_DETECTED : {reason}")}), reason)
 }
 
 /// 200 when the database answers and a policy variant can decide; else 503, saying which.
@@ -416,3 +424,23 @@ async fn decide(
 /// storm costs little.
 const BUSY_PACING: std::time::Duration = std::time::Duration::from_millis(BUSY_PACING_MS);
 const BUSY_PACING_MS: u64 = 50;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11, minor: admin answered 403 to `::ffff:127.0.0.1`; and a request
+    /// without a known peer must not count as loopback.
+    #[test]
+    fn loopback_gate_knows_mapped_addresses_and_refuses_unknown_peers() {
+        let gate = AdminAccess::LoopbackOnly;
+        let none = HeaderMap::new();
+        let peer = |s: &str| Some(s.parse::<std::net::SocketAddr>().expect("address"));
+        assert!(gate.allows(&none, peer("127.0.0.1:9")));
+        assert!(gate.allows(&none, peer("[::1]:9")));
+        assert!(gate.allows(&none, peer("[::ffff:127.0.0.1]:9")));
+        assert!(!gate.allows(&none, peer("[::ffff:10.0.0.7]:9")));
+        assert!(!gate.allows(&none, peer("10.0.0.7:9")));
+        assert!(!gate.allows(&none, None));
+    }
+}

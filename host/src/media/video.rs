@@ -321,13 +321,33 @@ fn is_black(image: &RgbImage) -> bool {
 /// Video containers phones and browsers produce, recognised from the bytes.
 pub fn is_video(bytes: &[u8]) -> bool {
     let iso_box = bytes.get(4..8).is_some_and(|b| matches!(b, b"ftyp" | b"moov" | b"mdat" | b"wide" | b"free"));
+    if is_heif_still(bytes) {
+        // A HEIC/HEIF photo (iPhone default) is an image in an ISO box: not a video,
+        // so it is refused as an unsupported image format, not as a broken video.
+        return false;
+    }
     let matroska = bytes.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]);
     (iso_box || matroska) && image::guess_format(bytes).map_or(true, |f| f == ImageFormat::Avif)
+}
+
+/// An ISO-BMFF file whose major brand is a HEIF still image (HEIC, HEIF).
+fn is_heif_still(bytes: &[u8]) -> bool {
+    bytes.get(4..8) == Some(b"ftyp")
+        && bytes.get(8..12).is_some_and(|brand| matches!(brand, b"heic" | b"heix" | b"heim" | b"heis" | b"mif1"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11, minor: a HEIC photo sent to authenticate was INVALID_VIDEO.
+    #[test]
+    fn heic_photos_are_not_videos() {
+        assert!(!is_video(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"));
+        assert!(!is_video(b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic"));
+        let err = crate::media::decode_image(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", Default::default());
+        assert!(matches!(err, Err(crate::media::MediaError::UnsupportedFormat)), "{err:?}");
+    }
 
     #[test]
     fn recognises_containers_by_their_bytes() {

@@ -3,6 +3,7 @@
 //! Images are never stored.
 
 pub mod audit;
+pub mod templates;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +25,12 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("stored template of {0} is unreadable")]
     CorruptTemplate(String),
+    #[error("stored template of {username} does not open")]
+    SealedTemplate {
+        username: String,
+        #[source]
+        source: templates::TemplateError,
+    },
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
@@ -34,6 +41,8 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("the database did not answer within {0:?}")]
     TimedOut(Duration),
+    #[error(transparent)]
+    Keys(#[from] templates::KeyError),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }
@@ -92,22 +101,39 @@ pub struct EnrolledUser {
     pub enrolled_at_ms: i64,
 }
 
+/// How the store works beyond its URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// See `DEFAULT_TIMEOUT`.
+    pub timeout: Duration,
+    /// Keys that seal templates at rest; `None`: templates are stored in clear.
+    pub template_keys: Option<std::sync::Arc<templates::TemplateKeys>>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { timeout: DEFAULT_TIMEOUT, template_keys: None }
+    }
+}
+
 #[derive(Clone)]
 pub struct UserStore {
     pool: AnyPool,
     backend: Backend,
     timeout: Duration,
+    keys: Option<std::sync::Arc<templates::TemplateKeys>>,
 }
 
 impl UserStore {
     /// Connects with `DEFAULT_TIMEOUT` and applies the migrations of the URL's backend.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with_timeout(url, DEFAULT_TIMEOUT).await
+        Self::connect_with(url, StoreOptions::default()).await
     }
 
     /// Connects and applies the migrations; every later operation waits at most
-    /// about `timeout` for a connection, a lock or a statement.
-    pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+    /// about `options.timeout` for a connection, a lock or a statement.
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let StoreOptions { timeout, template_keys: keys } = options;
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -146,7 +172,12 @@ impl UserStore {
             }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend, timeout })
+        Ok(Self { pool, backend, timeout, keys })
+    }
+
+    /// Whether templates are sealed at rest (keys configured).
+    pub fn seals_templates(&self) -> bool {
+        self.keys.is_some()
     }
 
     /// Whether the database answers a trivial query now (`/ready`).
@@ -172,14 +203,16 @@ impl UserStore {
         model_version: &str,
     ) -> Result<(), StoreError> {
         let now_ms = now_ms();
+        let (template, key_id) = self.seal(username, model_version, &embedding.to_bytes())?;
         bounded(self.timeout, async {
             let result = sqlx::query(
-                "INSERT INTO users (username, embedding, model_version, enrolled_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO users (username, embedding, model_version, enrolled_at, key_id) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(username)
-            .bind(embedding.to_bytes())
+            .bind(template)
             .bind(model_version)
             .bind(now_ms)
+            .bind(key_id)
             .execute(&self.pool)
             .await;
             match result {
@@ -192,21 +225,86 @@ impl UserStore {
     }
 
     pub async fn find(&self, username: &str) -> Result<Option<EnrolledUser>, StoreError> {
-        let query =
-            sqlx::query("SELECT username, embedding, model_version, enrolled_at FROM users WHERE username = $1")
-                .bind(username)
-                .fetch_optional(&self.pool);
+        let query = sqlx::query(
+            "SELECT username, embedding, model_version, enrolled_at, key_id FROM users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool);
         let row = bounded(self.timeout, async { Ok(query.await?) }).await?;
         let Some(row) = row else { return Ok(None) };
-        let bytes: Vec<u8> = row.try_get("embedding")?;
+        let model_version: String = row.try_get("model_version")?;
+        let bytes = self.open(username, &model_version, row.try_get("key_id")?, row.try_get("embedding")?)?;
         let embedding =
             FaceEmbedding::from_bytes(&bytes).ok_or_else(|| StoreError::CorruptTemplate(username.to_string()))?;
         Ok(Some(EnrolledUser {
             username: row.try_get("username")?,
             embedding,
-            model_version: row.try_get("model_version")?,
+            model_version,
             enrolled_at_ms: row.try_get("enrolled_at")?,
         }))
+    }
+
+    /// A template as stored: sealed under the current key, or in clear without keys.
+    fn seal(
+        &self,
+        username: &str,
+        model_version: &str,
+        template: &[u8],
+    ) -> Result<(Vec<u8>, Option<String>), StoreError> {
+        match &self.keys {
+            Some(keys) => {
+                let sealed = keys
+                    .seal(username, model_version, template)
+                    .map_err(|source| StoreError::SealedTemplate { username: username.into(), source })?;
+                Ok((sealed, Some(keys.current().to_string())))
+            }
+            None => Ok((template.to_vec(), None)),
+        }
+    }
+
+    /// A stored template's bytes, opened with its key when it has one.
+    fn open(
+        &self,
+        username: &str,
+        model_version: &str,
+        key_id: Option<String>,
+        stored: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let Some(key_id) = key_id else { return Ok(stored) };
+        let sealed = |source| StoreError::SealedTemplate { username: username.into(), source };
+        let keys = self.keys.as_ref().ok_or_else(|| sealed(templates::TemplateError::UnknownKey(key_id.clone())))?;
+        keys.open(&key_id, username, model_version, &stored).map_err(sealed)
+    }
+
+    /// Re-seals every template that is not under the current key (in clear, or
+    /// under an older key) with the current key; returns how many. A row is
+    /// rewritten only if it is unchanged since it was read.
+    pub async fn rekey(&self) -> Result<u64, StoreError> {
+        let Some(keys) = &self.keys else { return Ok(0) };
+        let current = keys.current().to_string();
+        let rows =
+            sqlx::query("SELECT username, embedding, model_version, key_id FROM users").fetch_all(&self.pool).await?;
+        let mut rewritten = 0;
+        for row in rows {
+            let key_id: Option<String> = row.try_get("key_id")?;
+            if key_id.as_deref() == Some(current.as_str()) {
+                continue;
+            }
+            let (username, model_version): (String, String) = (row.try_get("username")?, row.try_get("model_version")?);
+            let stored: Vec<u8> = row.try_get("embedding")?;
+            let template = self.open(&username, &model_version, key_id.clone(), stored.clone())?;
+            let (sealed, new_id) = self.seal(&username, &model_version, &template)?;
+            let updated =
+                sqlx::query("UPDATE users SET embedding = $1, key_id = $2 WHERE username = $3 AND embedding = $4")
+                    .bind(sealed)
+                    .bind(new_id)
+                    .bind(&username)
+                    .bind(stored)
+                    .execute(&self.pool)
+                    .await?;
+            rewritten += updated.rows_affected();
+        }
+        Ok(rewritten)
     }
 
     /// Removes every user in one transaction; returns how many there were.
@@ -328,7 +426,8 @@ pub(crate) mod tests {
     /// unavailable within about the timeout, not after a 30 s hang as a 500.
     async fn locked_table_is_unavailable(url: &str, lock: &str) {
         let timeout = Duration::from_millis(300);
-        let store = UserStore::connect_with_timeout(url, timeout).await.expect("connect");
+        let store =
+            UserStore::connect_with(url, StoreOptions { timeout, ..Default::default() }).await.expect("connect");
         let locker = UserStore::connect(url).await.expect("connect");
         let mut conn = locker.pool.acquire().await.expect("connection");
         sqlx::raw_sql(lock).execute(&mut *conn).await.expect("lock");
@@ -359,6 +458,71 @@ pub(crate) mod tests {
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
             locked_table_is_unavailable(&url, "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE").await;
             sqlx::query("DELETE FROM users WHERE username = 'locked-out'").execute(&store.pool).await.expect("clean");
+        }
+    }
+
+    fn keys(spec: &str) -> StoreOptions {
+        let keys = templates::TemplateKeys::parse(spec).expect("valid").expect("keys");
+        StoreOptions { template_keys: Some(std::sync::Arc::new(keys)), ..Default::default() }
+    }
+
+    const K1: &str = "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const K2: &str = "k2=ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+    /// Templates are sealed at rest: the stored bytes are not the template, the
+    /// row carries its key id, and a store without that key cannot read it.
+    async fn templates_are_sealed(url: &str, username: &str) {
+        let store = UserStore::connect_with(url, keys(K1)).await.expect("connect");
+        let _ = sqlx::query("DELETE FROM users WHERE username = $1").bind(username).execute(&store.pool).await;
+        store.insert(username, &embedding(0.3), "m1").await.expect("insert");
+        let row = sqlx::query("SELECT embedding, key_id FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_one(&store.pool)
+            .await
+            .expect("row");
+        let (stored, key_id): (Vec<u8>, Option<String>) = (row.get("embedding"), row.get("key_id"));
+        assert_eq!(key_id.as_deref(), Some("k1"));
+        assert_ne!(stored, embedding(0.3).to_bytes());
+        let found = store.find(username).await.expect("find").expect("present");
+        assert!((found.embedding.cosine(&embedding(0.3)) - 1.0).abs() < 1e-5);
+        let clear = UserStore::connect(url).await.expect("connect");
+        assert!(matches!(clear.find(username).await, Err(StoreError::SealedTemplate { .. })));
+        let other = UserStore::connect_with(url, keys(K2)).await.expect("connect");
+        assert!(matches!(other.find(username).await, Err(StoreError::SealedTemplate { .. })));
+        sqlx::query("DELETE FROM users WHERE username = $1").bind(username).execute(&store.pool).await.expect("clean");
+    }
+
+    #[tokio::test]
+    async fn sqlite_templates_are_sealed_and_rotate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        templates_are_sealed(&url, "sealed").await;
+        // Rotation: a row in clear and a row under k1; the new key first, the old kept.
+        UserStore::connect(&url).await.expect("connect").insert("clear", &embedding(0.4), "m1").await.expect("insert");
+        UserStore::connect_with(&url, keys(K1))
+            .await
+            .expect("connect")
+            .insert("old", &embedding(0.5), "m1")
+            .await
+            .expect("insert");
+        let rotated = UserStore::connect_with(&url, keys(&format!("{K2},{K1}"))).await.expect("connect");
+        assert!(rotated.find("old").await.expect("the old key still opens").is_some());
+        assert_eq!(rotated.rekey().await.expect("rekey"), 2);
+        assert_eq!(rotated.rekey().await.expect("rekey again"), 0, "nothing left to re-seal");
+        // Now the new key alone opens both.
+        let new_only = UserStore::connect_with(&url, keys(K2)).await.expect("connect");
+        for (name, seed) in [("clear", 0.4), ("old", 0.5)] {
+            let found = new_only.find(name).await.expect("find").expect("present");
+            assert!((found.embedding.cosine(&embedding(seed)) - 1.0).abs() < 1e-5, "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_templates_are_sealed() {
+        if test_postgres().await.is_some() {
+            let url = std::env::var("FACEAUTH_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+            templates_are_sealed(&url, "sealed-postgres").await;
         }
     }
 
