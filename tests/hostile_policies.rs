@@ -72,21 +72,31 @@ async fn memory_bomb_is_stopped_by_the_memory_limit() {
 }
 
 /// The same components, told to misbehave on selfies too, never take traffic: the
-/// load-time self-check runs them on recorded real evidence and refuses them.
+/// load-time self-check runs them on recorded real evidence and refuses them, and
+/// the error keeps what stopped each (the trap kind, or the memory limiter's error).
 #[test]
 fn policies_that_misbehave_on_real_evidence_are_refused_at_load() {
     let runtime = PolicyRuntime::new(PolicyLimits::default()).expect("runtime");
-    for (policy_crate, symptom) in
-        [("spin-policy", "fuel"), ("trap-policy", "unreachable"), ("memory-bomb-policy", "memory")]
-    {
+    for (policy_crate, trap) in [
+        ("spin-policy", Some(wasmtime::Trap::OutOfFuel)),
+        ("trap-policy", Some(wasmtime::Trap::UnreachableCodeReached)),
+        ("memory-bomb-policy", None),
+    ] {
         let compiled = runtime.compile_file(&common::policy_wasm(policy_crate)).expect("compiles");
         // Well-behaved on selfies: it loads.
         compiled.variant(&[]).expect("passes its self-check");
         let err = compiled
             .variant(&[Param { name: "misbehave-on-authenticate".into(), value: 1.0 }])
             .expect_err("refused at load");
-        let message = err.to_string();
-        assert!(matches!(err, PolicyError::SelfCheck { .. }), "{policy_crate}: {message}");
-        assert!(message.contains(symptom), "{policy_crate}: {message}");
+        let chain = faceauth::error_chain(&err);
+        let PolicyError::SelfCheck { source: Some(call), .. } = &err else {
+            panic!("{policy_crate}: a self-check failure with its call expected: {chain}")
+        };
+        assert!(matches!(**call, PolicyError::Call(_)), "{policy_crate}: {chain}");
+        assert_eq!(err.trap(), trap, "{policy_crate}: {chain}");
+        if trap.is_none() {
+            // Not a trap code: the store's memory limiter refused the growth.
+            assert!(chain.contains("memory"), "{policy_crate}: {chain}");
+        }
     }
 }

@@ -23,6 +23,21 @@ use tokio::net::TcpListener;
 use crate::config::ServeConfig;
 use crate::usecase::{FaceAuth, FaceEngine};
 
+/// An error with its sources, `outer: inner: root`, for logs and the audit log.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]

@@ -146,20 +146,7 @@ async fn failed(endpoint: Endpoint, error: &ApiError) -> Response {
     response
 }
 
-/// An error with its sources, for the log.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
-}
+pub(crate) use crate::error_chain;
 
 /// "Server busy" warnings, at most one a second, each with the count since the last.
 static BUSY_WARNING: RateLimitedWarning =

@@ -64,16 +64,46 @@ impl Default for PolicyLimits {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot load policy component {path}: {message}")]
-    Load { path: String, message: String },
-    #[error("policy component {path} failed its self-check: {message}")]
-    SelfCheck { path: String, message: String },
-    #[error("policy call failed: {0}")]
-    Call(String),
+    #[error("cannot read policy component {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot load policy component {path}")]
+    Load {
+        path: String,
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// The component loads but must not take traffic; `source` is the failed call, if one failed.
+    #[error("policy component {path} failed its self-check: {reason}")]
+    SelfCheck {
+        path: String,
+        reason: String,
+        #[source]
+        source: Option<Box<PolicyError>>,
+    },
+    #[error("policy call failed")]
+    Call(#[source] wasmtime::Error),
+    #[error("the policy call's thread failed")]
+    Thread(#[source] tokio::task::JoinError),
     #[error("policy returned an invalid decision: {0}")]
     InvalidDecision(String),
     #[error("all policy instances are busy")]
     Busy,
+}
+
+impl PolicyError {
+    /// The wasm trap that stopped the component (fuel, an `unreachable`, a bad
+    /// memory access...), if a trap did.
+    pub fn trap(&self) -> Option<wasmtime::Trap> {
+        match self {
+            PolicyError::Call(e) | PolicyError::Load { source: e, .. } => e.downcast_ref::<wasmtime::Trap>().copied(),
+            PolicyError::SelfCheck { source: Some(inner), .. } => inner.trap(),
+            _ => None,
+        }
+    }
 }
 
 struct PolicyState {
@@ -121,7 +151,7 @@ pub struct PolicyRuntime {
 
 impl PolicyRuntime {
     pub fn new(limits: PolicyLimits) -> Result<Self, PolicyError> {
-        let err = |e: wasmtime::Error| PolicyError::Load { path: "<engine>".into(), message: format!("{e:#}") };
+        let err = |source: wasmtime::Error| PolicyError::Load { path: "<engine>".into(), source };
         let mut config = Config::new();
         config.consume_fuel(true);
         config.max_wasm_stack(512 * 1024);
@@ -137,16 +167,15 @@ impl PolicyRuntime {
     }
 
     pub fn compile_file(&self, path: &Path) -> Result<CompiledPolicy, PolicyError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| PolicyError::Load { path: path.display().to_string(), message: e.to_string() })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| PolicyError::Read { path: path.display().to_string(), source })?;
         self.compile(&bytes, path)
     }
 
     /// Compiles and links a component and reads its `info`. `source` names it in
     /// errors and listings.
     pub fn compile(&self, bytes: &[u8], source: &Path) -> Result<CompiledPolicy, PolicyError> {
-        let load_err =
-            |e: wasmtime::Error| PolicyError::Load { path: source.display().to_string(), message: format!("{e:#}") };
+        let load_err = |e: wasmtime::Error| PolicyError::Load { path: source.display().to_string(), source: e };
         let component = Component::new(&self.engine, bytes).map_err(load_err)?;
         let pre = self.linker.instantiate_pre(&component).map_err(load_err)?;
         let pre = PolicyPre::new(pre).map_err(load_err)?;
@@ -157,9 +186,12 @@ impl PolicyRuntime {
             sha256: format!("{:x}", sha2::Sha256::digest(bytes)),
             info: PolicyInfo { name: String::new(), version: String::new(), requires_liveness: false, params: vec![] },
         };
-        compiled.info = off_async_threads(|| compiled.call(|p, s| p.call_info(s))).map_err(|e| {
-            PolicyError::SelfCheck { path: source.display().to_string(), message: format!("info: {e}") }
-        })?;
+        compiled.info =
+            off_async_threads(|| compiled.call(|p, s| p.call_info(s))).map_err(|e| PolicyError::SelfCheck {
+                path: source.display().to_string(),
+                reason: "info".into(),
+                source: Some(Box::new(e)),
+            })?;
         Ok(compiled)
     }
 
@@ -180,7 +212,7 @@ impl PolicyRuntime {
             .build();
         let mut store = Store::new(&self.engine, PolicyState { wasi, table: ResourceTable::new(), limits });
         store.limiter(|s| &mut s.limits);
-        store.set_fuel(self.limits.fuel).map_err(|e| PolicyError::Call(format!("{e:#}")))?;
+        store.set_fuel(self.limits.fuel).map_err(PolicyError::Call)?;
         Ok(store)
     }
 }
@@ -211,8 +243,8 @@ impl CompiledPolicy {
         f: impl FnOnce(&Policy, &mut Store<PolicyState>) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         let mut store = self.runtime.new_store()?;
-        let instance = self.pre.instantiate(&mut store).map_err(|e| PolicyError::Call(format!("{e:#}")))?;
-        f(&instance, &mut store).map_err(|e| PolicyError::Call(format!("{e:#}")))
+        let instance = self.pre.instantiate(&mut store).map_err(PolicyError::Call)?;
+        f(&instance, &mut store).map_err(PolicyError::Call)
     }
 
     /// This component with `overrides` applied to its declared parameters, checked
@@ -221,19 +253,41 @@ impl CompiledPolicy {
     /// not declare is refused: a typo must not silently run the defaults.
     pub fn variant(&self, overrides: &[Param]) -> Result<LoadedPolicy, PolicyError> {
         let path = self.source.display().to_string();
-        let check_err = |message: String| PolicyError::SelfCheck { path: path.clone(), message };
-        let params = merge_params(&self.info.params, overrides).map_err(check_err)?;
+        let check_err = |failure: SelfCheckFailure| PolicyError::SelfCheck {
+            path: path.clone(),
+            reason: failure.reason,
+            source: failure.source.map(Box::new),
+        };
+        let params = merge_params(&self.info.params, overrides).map_err(|e| check_err(e.into()))?;
         let policy = LoadedPolicy { compiled: self.clone(), params };
         off_async_threads(|| {
             policy
                 .compiled
                 .call(|p, s| p.call_check_params(s, &policy.params))
-                .map_err(|e| e.to_string())?
-                .map_err(|message| format!("parameters refused: {message}"))?;
+                .map_err(|e| SelfCheckFailure::call("check-params", e))?
+                .map_err(|message| SelfCheckFailure::from(format!("parameters refused: {message}")))?;
             policy.self_check()
         })
         .map_err(check_err)?;
         Ok(policy)
+    }
+}
+
+/// Why a variant failed its checks: a reason, and the failed call if one failed.
+struct SelfCheckFailure {
+    reason: String,
+    source: Option<PolicyError>,
+}
+
+impl SelfCheckFailure {
+    fn call(what: &str, e: PolicyError) -> Self {
+        Self { reason: format!("{what}: {}", crate::error_chain(&e)), source: Some(e) }
+    }
+}
+
+impl From<String> for SelfCheckFailure {
+    fn from(reason: String) -> Self {
+        Self { reason, source: None }
     }
 }
 
@@ -322,22 +376,28 @@ impl LoadedPolicy {
     /// (`selfcheck/`, made by `examples/record_selfcheck.rs`): it must refuse an ID
     /// card without a face, a stranger's selfie and a selfie showing two people,
     /// and answer a 24-frame video within its budget.
-    fn self_check(&self) -> Result<(), String> {
-        let parse = |name: &str, json: &str| -> Result<AuthenticateEvidence, String> {
-            serde_json::from_str(json).map_err(|e| format!("recorded evidence {name}: {e}"))
+    fn self_check(&self) -> Result<(), SelfCheckFailure> {
+        let parse = |name: &str, json: &str| -> Result<AuthenticateEvidence, SelfCheckFailure> {
+            serde_json::from_str(json).map_err(|e| format!("recorded evidence {name}: {e}").into())
         };
         let no_face: EnrollEvidence = serde_json::from_str(SELFCHECK_ENROLL_NO_FACE)
-            .map_err(|e| format!("recorded evidence enroll_no_face: {e}"))?;
-        if self.decide_enroll_blocking(&no_face).map_err(|e| e.to_string())?.approved {
-            return Err("it approves an enrollment with no face".into());
+            .map_err(|e| SelfCheckFailure::from(format!("recorded evidence enroll_no_face: {e}")))?;
+        let decided = self
+            .decide_enroll_blocking(&no_face)
+            .map_err(|e| SelfCheckFailure::call("an ID card without a face", e))?;
+        if decided.approved {
+            return Err("it approves an enrollment with no face".to_string().into());
         }
         for (name, json) in [("a stranger", SELFCHECK_STRANGER), ("two people", SELFCHECK_TWO_PEOPLE)] {
-            if self.decide_authenticate_blocking(&parse(name, json)?).map_err(|e| e.to_string())?.approved {
-                return Err(format!("it approves the selfie of {name}"));
+            let decided = self
+                .decide_authenticate_blocking(&parse(name, json)?)
+                .map_err(|e| SelfCheckFailure::call(&format!("the selfie of {name}"), e))?;
+            if decided.approved {
+                return Err(format!("it approves the selfie of {name}").into());
             }
         }
         self.decide_authenticate_blocking(&parse("video", SELFCHECK_VIDEO)?)
-            .map_err(|e| format!("on a recorded 24-frame video: {e}"))?;
+            .map_err(|e| SelfCheckFailure::call("a recorded 24-frame video", e))?;
         Ok(())
     }
 }
@@ -354,7 +414,7 @@ impl LoadedPolicy {
         let policy = self.clone();
         tokio::task::spawn_blocking(move || policy.decide_enroll_blocking(&evidence))
             .await
-            .map_err(|e| PolicyError::Call(e.to_string()))?
+            .map_err(PolicyError::Thread)?
     }
 
     pub async fn decide_authenticate(
@@ -365,7 +425,7 @@ impl LoadedPolicy {
         let policy = self.clone();
         tokio::task::spawn_blocking(move || policy.decide_authenticate_blocking(&evidence))
             .await
-            .map_err(|e| PolicyError::Call(e.to_string()))?
+            .map_err(PolicyError::Thread)?
     }
 }
 

@@ -146,7 +146,7 @@ impl Outcome {
     pub fn from_decision(decision: &Result<Decision, PolicyError>) -> Self {
         match decision {
             Ok(d) => Outcome::Decided(d.clone()),
-            Err(e) => Outcome::Failed { failure: Failure::PolicyError, message: e.to_string() },
+            Err(e) => Outcome::Failed { failure: Failure::PolicyError, message: crate::error_chain(e) },
         }
     }
 

@@ -391,11 +391,8 @@ impl PolicyRouter {
             let err = |source: PolicyError| RouterError::Variant { variant: spec.name.clone(), source };
             let bytes = match staged {
                 Some((name, bytes)) if name == spec.component => bytes.to_vec(),
-                _ => std::fs::read(dir.join(&spec.component)).map_err(|e| {
-                    err(PolicyError::Load {
-                        path: dir.join(&spec.component).display().to_string(),
-                        message: e.to_string(),
-                    })
+                _ => std::fs::read(dir.join(&spec.component)).map_err(|source| {
+                    err(PolicyError::Read { path: dir.join(&spec.component).display().to_string(), source })
                 })?,
             };
             let hash = format!("{:x}", Sha256::digest(&bytes));

@@ -424,7 +424,7 @@ impl FaceAuth {
                 UseCaseError::Policy(_) => Failure::PolicyError,
                 _ => Failure::StoreError,
             };
-            answer.outcome = Outcome::Failed { failure, message: e.to_string() };
+            answer.outcome = Outcome::Failed { failure, message: crate::error_chain(e) };
         }
         self.metrics.observe(&answer);
         if let Err(e) = self.audit.record(&answer).await {
