@@ -30,6 +30,7 @@ pub(super) fn routes(state: ApiState) -> Router<ApiState> {
         .route("/api/admin/policies", get(list_policies))
         .route("/api/admin/policies/reload", post(reload_policies))
         .route("/api/admin/policies/{name}", put(put_policy).delete(retire_policy))
+        .route("/api/admin/users/{username}", axum::routing::delete(erase_user))
         .route("/api/admin/decisions", get(decisions))
         .route("/api/admin/stats", get(stats))
         .route("/api/admin/replay", post(replay))
@@ -116,9 +117,22 @@ async fn gate(
 }
 
 async fn reset(State(app): State<Arc<FaceAuth>>) -> Result<Response, AdminError> {
-    let removed = app.reset().await?;
-    tracing::info!(removed, "all users removed");
+    let erased = app.reset().await?;
+    tracing::info!(users = erased.users, decisions = erased.decisions, "all users erased");
+    // The original service's answer, unchanged.
     Ok(done(json!({})))
+}
+
+/// Erases one user: `{"code":200,"msg":"DONE","erased":{"users":1,"decisions":N}}`,
+/// 404 for a name with no template and no audit rows.
+async fn erase_user(State(app): State<Arc<FaceAuth>>, Path(username): Path<String>) -> Result<Response, AdminError> {
+    match app.erase_user(&username).await? {
+        Some(erased) => {
+            tracing::info!(users = erased.users, decisions = erased.decisions, "a user erased");
+            Ok(done(json!({"erased": erased})))
+        }
+        None => Ok(error(StatusCode::NOT_FOUND, "no template and no audit rows under this username")),
+    }
 }
 
 /// The policy set as JSON (what `GET /api/admin/policies` answers).

@@ -278,4 +278,46 @@ mod tests {
             exercise(store.audit_log(), "postgres").await;
         }
     }
+
+    /// Erasure: the template goes, the user's audit rows (answers and shadows)
+    /// keep only the keyed pseudonym, other users' rows are untouched.
+    async fn erasure_pseudonymises(store: UserStore, tag: &str) {
+        let (user, other) = (format!("erase-{tag}-{}", now_ms()), format!("keep-{tag}-{}", now_ms()));
+        let log = store.audit_log();
+        let embedding = crate::vision::FaceEmbedding::from_raw(&[0.5f32; 512]).expect("embedding");
+        store.insert(&user, &embedding, "m1").await.expect("insert");
+        let base = now_ms();
+        log.record(&record("e1", &user, base, "a", false)).await.expect("record");
+        log.record(&record("e1", &user, base, "b", true)).await.expect("record");
+        log.record(&record("e2", &other, base, "a", false)).await.expect("record");
+        let erased = store.erase(&user).await.expect("erase");
+        assert_eq!((erased.users, erased.decisions), (1, 2));
+        assert!(store.find(&user).await.expect("find").is_none());
+        let pseudonym = store.pseudonym(&user);
+        assert!(pseudonym.starts_with(super::super::ERASED_PREFIX) && !pseudonym.contains(&user), "{pseudonym}");
+        let rows =
+            log.decisions(&DecisionFilter { since_ms: Some(base - 1), ..Default::default() }).await.expect("read");
+        let names =
+            |id: &str| rows.iter().filter(|r| r.request_id == id).map(|r| r.username.clone()).collect::<Vec<_>>();
+        assert_eq!(names("e1"), [pseudonym.clone(), pseudonym.clone()]);
+        assert!(names("e2").contains(&other));
+        assert!(rows.iter().all(|r| r.username != user));
+        // Erased twice: nothing left under the name.
+        assert_eq!(store.erase(&user).await.expect("erase"), crate::store::Erased { users: 0, decisions: 0 });
+        store.erase(&other).await.expect("clean up");
+    }
+
+    #[tokio::test]
+    async fn sqlite_erasure_pseudonymises_the_audit_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        erasure_pseudonymises(UserStore::connect(&url).await.expect("connect"), "sqlite").await;
+    }
+
+    #[tokio::test]
+    async fn postgres_erasure_pseudonymises_the_audit_log() {
+        if let Some(store) = crate::store::tests::test_postgres().await {
+            erasure_pseudonymises(store, "postgres").await;
+        }
+    }
 }

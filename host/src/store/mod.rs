@@ -122,6 +122,17 @@ pub struct UserStore {
     backend: Backend,
     timeout: Duration,
     keys: Option<std::sync::Arc<templates::TemplateKeys>>,
+    /// Keys the pseudonyms of erased users (the database's `pseudonym_key`).
+    pseudonym_key: std::sync::Arc<[u8]>,
+}
+
+/// What an erasure removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Erased {
+    /// Enrolled users whose template was deleted.
+    pub users: u64,
+    /// Audit rows whose username was replaced by its pseudonym.
+    pub decisions: u64,
 }
 
 impl UserStore {
@@ -172,7 +183,45 @@ impl UserStore {
             }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend, timeout, keys })
+        let pseudonym_key = pseudonym_key(&pool).await?;
+        Ok(Self { pool, backend, timeout, keys, pseudonym_key })
+    }
+
+    /// The name an erased user keeps in the audit log: `erased:` and 32 hex digits
+    /// of HMAC-SHA256 under the database's secret. One person's rows stay linkable to
+    /// each other (attempt counts, replay) but not to the name, without the secret.
+    pub fn pseudonym(&self, username: &str) -> String {
+        use hmac::Mac;
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.pseudonym_key) else {
+            unreachable!("HMAC takes keys of any length")
+        };
+        mac.update(username.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("{ERASED_PREFIX}{hex}")
+    }
+
+    /// Erases `username`: its template is deleted and its audit rows keep only its
+    /// pseudonym, in one transaction.
+    pub async fn erase(&self, username: &str) -> Result<Erased, StoreError> {
+        let pseudonym = self.pseudonym(username);
+        bounded(self.timeout, async {
+            let mut tx = self.pool.begin().await?;
+            let users = sqlx::query("DELETE FROM users WHERE username = $1")
+                .bind(username)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let decisions = sqlx::query("UPDATE decisions SET username = $1 WHERE username = $2")
+                .bind(&pseudonym)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(Erased { users, decisions })
+        })
+        .await
     }
 
     /// Whether templates are sealed at rest (keys configured).
@@ -307,13 +356,29 @@ impl UserStore {
         Ok(rewritten)
     }
 
-    /// Removes every user in one transaction; returns how many there were.
-    pub async fn reset(&self) -> Result<u64, StoreError> {
+    /// Erases every user (as `erase` does each) in one transaction.
+    pub async fn reset(&self) -> Result<Erased, StoreError> {
         bounded(self.timeout, async {
             let mut tx = self.pool.begin().await?;
-            let deleted = sqlx::query("DELETE FROM users").execute(&mut *tx).await?.rows_affected();
+            let users = sqlx::query("DELETE FROM users").execute(&mut *tx).await?.rows_affected();
+            let names: Vec<String> = sqlx::query("SELECT DISTINCT username FROM decisions WHERE username NOT LIKE $1")
+                .bind(format!("{ERASED_PREFIX}%"))
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|row| row.try_get("username"))
+                .collect::<Result<_, _>>()?;
+            let mut decisions = 0;
+            for name in names {
+                decisions += sqlx::query("UPDATE decisions SET username = $1 WHERE username = $2")
+                    .bind(self.pseudonym(&name))
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
             tx.commit().await?;
-            Ok(deleted)
+            Ok(Erased { users, decisions })
         })
         .await
     }
@@ -328,6 +393,27 @@ impl UserStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// How erased users' names begin in the audit log.
+pub const ERASED_PREFIX: &str = "erased:";
+
+/// The database's pseudonym secret, made (32 random bytes) by the first process to
+/// open it; every replica on one database reads the same one.
+async fn pseudonym_key(pool: &AnyPool) -> Result<std::sync::Arc<[u8]>, StoreError> {
+    let mut fresh = [0u8; 32];
+    getrandom::fill(&mut fresh)
+        .map_err(|e| StoreError::Corrupt(format!("no randomness for the pseudonym key: {e}")))?;
+    let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+    sqlx::query("INSERT INTO settings (name, value) VALUES ('pseudonym_key', $1) ON CONFLICT (name) DO NOTHING")
+        .bind(fresh)
+        .execute(pool)
+        .await?;
+    let key: String = sqlx::query("SELECT value FROM settings WHERE name = 'pseudonym_key'")
+        .fetch_one(pool)
+        .await?
+        .try_get("value")?;
+    Ok(key.into_bytes().into())
 }
 
 /// Unix time in milliseconds.
@@ -356,8 +442,15 @@ pub(crate) mod tests {
         FaceEmbedding::from_raw(&raw).expect("valid")
     }
 
-    async fn exercise(store: UserStore) {
-        store.reset().await.expect("reset");
+    /// `reset` erases every user of the database: only on a database of its own
+    /// (not the PostgreSQL shared with the other tests running at the same time).
+    async fn exercise(store: UserStore, reset: bool) {
+        if reset {
+            store.reset().await.expect("reset");
+        }
+        for name in ["alice", "bob"] {
+            store.erase(name).await.expect("erase");
+        }
         store.insert("alice", &embedding(0.3), "m1").await.expect("insert");
         assert!(matches!(store.insert("alice", &embedding(0.5), "m1").await, Err(StoreError::DuplicateUsername)));
         let found = store.find("alice").await.expect("find").expect("present");
@@ -365,15 +458,17 @@ pub(crate) mod tests {
         assert_eq!(found.model_version, "m1");
         assert!(store.find("bob").await.expect("find").is_none());
         store.insert("bob", &embedding(0.7), "m1").await.expect("insert");
-        assert_eq!(store.reset().await.expect("reset"), 2);
-        assert_eq!(store.count().await.expect("count"), 0);
+        if reset {
+            assert_eq!(store.reset().await.expect("reset").users, 2);
+            assert_eq!(store.count().await.expect("count"), 0);
+        }
     }
 
     #[tokio::test]
     async fn sqlite_store_roundtrip_duplicate_and_reset() {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        exercise(UserStore::connect(&url).await.expect("connect")).await;
+        exercise(UserStore::connect(&url).await.expect("connect"), true).await;
     }
 
     #[tokio::test]
@@ -418,7 +513,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn postgres_store_roundtrip_duplicate_and_reset() {
         if let Some(store) = test_postgres().await {
-            exercise(store).await;
+            exercise(store, false).await;
         }
     }
 

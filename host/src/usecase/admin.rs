@@ -15,7 +15,7 @@ use super::stats::{SCORE_BINS, VariantStats, variant_stats};
 use crate::policy::router::{PolicySet, RouterError, VariantChange};
 use crate::policy::{Endpoint, LoadedPolicy, Param, PolicyError};
 use crate::store::audit::{AuditLog, DecisionFilter, DecisionRecord};
-use crate::store::{StoreError, now_ms};
+use crate::store::{Erased, StoreError, now_ms};
 
 /// Why an admin use case failed. `http::admin` maps each to a status, once.
 #[derive(Debug, thiserror::Error)]
@@ -217,8 +217,17 @@ impl FaceAuth {
         Ok(self.store.count().await?)
     }
 
-    /// Removes every enrolled user; returns how many.
-    pub async fn reset(&self) -> Result<u64, AdminError> {
+    /// Erases every user: templates deleted, audit rows pseudonymised.
+    pub async fn reset(&self) -> Result<Erased, AdminError> {
         Ok(self.store.reset().await?)
+    }
+
+    /// Erases one user (right to erasure): the template is deleted and the user's
+    /// audit rows keep only a keyed pseudonym of the name. `Ok(None)` when the name
+    /// has neither a template nor audit rows.
+    pub async fn erase_user(&self, username: &str) -> Result<Option<Erased>, AdminError> {
+        let username = super::validate_username(username).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        let erased = self.store.erase(&username).await?;
+        Ok((erased.users + erased.decisions > 0).then_some(erased))
     }
 }
