@@ -480,3 +480,33 @@ async fn the_harness_fails_at_once_on_a_server_that_exits_before_listening() {
     assert!(message.contains("/nonexistent/models"), "the server's own words: {message}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
 }
+
+/// Issue 11, security: failed authentications per username are limited (here 3 in
+/// the window): the next attempt is refused 429 TOO_MANY_ATTEMPTS with Retry-After,
+/// even with the right face, before any analysis; other usernames are not affected.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_authentications_are_limited_per_username() {
+    let server = start_server_with(&[("FACEAUTH_MAX_FAILED_ATTEMPTS", "3"), ("FACEAUTH_ATTEMPT_WINDOW", "600")]).await;
+    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, enrolled()));
+    assert_eq!(server.enroll("bob", "id_card_person_b.jpg").await, (200, enrolled()));
+    // An approved attempt between failures starts the count again.
+    for _ in 0..2 {
+        assert_eq!(server.authenticate("alice", "selfie_person_b.jpg").await, (200, auth_rejected("FACE_MISMATCH")));
+    }
+    assert_approved(&server.authenticate("alice", "selfie_person_a.jpg").await);
+    for _ in 0..3 {
+        assert_eq!(server.authenticate("alice", "selfie_person_b.jpg").await, (200, auth_rejected("FACE_MISMATCH")));
+    }
+    let response = server
+        .request(reqwest::Method::POST, "/api/authentificate?username=alice")
+        .multipart(common::server::upload_form("auth_video", common::fixture("selfie_person_a.jpg")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 =
+        response.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds in Retry-After");
+    assert!((1..=600).contains(&retry_after), "Retry-After {retry_after}");
+    assert_eq!(response.json::<serde_json::Value>().await.expect("json"), auth_rejected("TOO_MANY_ATTEMPTS"));
+    assert_approved(&server.authenticate("bob", "selfie_person_b.jpg").await);
+}

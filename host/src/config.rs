@@ -106,6 +106,14 @@ pub struct ServeConfig {
     /// Seconds a whole upload may take to arrive; then 408 UPLOAD_TIMEOUT.
     #[arg(long, env = "FACEAUTH_UPLOAD_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub upload_timeout: u64,
+    /// Refused authentications allowed per username within `--attempt-window`
+    /// (counted after its last approved one, across replicas, from the audit log);
+    /// then 429 TOO_MANY_ATTEMPTS. 0: no limit.
+    #[arg(long, env = "FACEAUTH_MAX_FAILED_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub max_failed_attempts: u32,
+    /// The attempt limit's window, in seconds.
+    #[arg(long, env = "FACEAUTH_ATTEMPT_WINDOW", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub attempt_window: u64,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C; then the
     /// server exits anyway (a stalled upload cannot hold it). A second signal exits at once.
     #[arg(long, env = "FACEAUTH_SHUTDOWN_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]

@@ -88,7 +88,11 @@ pub async fn build(config: &ServeConfig) -> Result<Arc<FaceAuth>, StartError> {
             "face templates are stored in clear: set --template-key-file or FACEAUTH_TEMPLATE_KEYS to seal them (README, Security)"
         );
     }
-    Ok(Arc::new(FaceAuth::new(engine, store)))
+    let attempts = usecase::AttemptLimit {
+        max_failures: config.max_failed_attempts,
+        window: std::time::Duration::from_secs(config.attempt_window),
+    };
+    Ok(Arc::new(FaceAuth::new(engine, store).with_attempt_limit(Some(attempts))))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.

@@ -77,6 +77,7 @@ impl ApiError {
                 UseCaseError::DuplicateUsername => ("USERNAME_ALREADY_EXISTS", S::CONFLICT),
                 UseCaseError::OutdatedTemplate(_) => ("TEMPLATE_OUTDATED", S::CONFLICT),
                 UseCaseError::Busy => ("SERVER_BUSY", S::SERVICE_UNAVAILABLE),
+                UseCaseError::TooManyAttempts { .. } => ("TOO_MANY_ATTEMPTS", S::TOO_MANY_REQUESTS),
                 UseCaseError::Policy(_) => ("POLICY_ERROR", S::SERVICE_UNAVAILABLE),
                 UseCaseError::Vision(_) => ("INTERNAL_ERROR", S::INTERNAL_SERVER_ERROR),
                 UseCaseError::Store(e) if e.is_unavailable() => ("DATABASE_UNAVAILABLE", S::SERVICE_UNAVAILABLE),
@@ -140,8 +141,13 @@ async fn failed(endpoint: Endpoint, error: &ApiError) -> Response {
         tracing::debug!(%error, reason, "request refused");
     }
     let mut response = with_reason(status, rejected(endpoint, reason), reason);
-    if busy {
-        response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+    let retry_after = match error {
+        ApiError::UseCase(UseCaseError::Busy) => Some(1),
+        ApiError::UseCase(UseCaseError::TooManyAttempts { retry_after_s }) => Some(*retry_after_s),
+        _ => None,
+    };
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
     }
     response
 }

@@ -163,6 +163,27 @@ impl AuditLog {
         Ok(records)
     }
 
+    /// Refused authentications answered to `username` since `since_ms` and after its
+    /// last approved one: how many, and when the first of them was. Every replica
+    /// writes this log, so the count is shared.
+    pub async fn failed_authentications(
+        &self,
+        username: &str,
+        since_ms: i64,
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let query = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(at) AS first FROM decisions \
+             WHERE username = $1 AND endpoint = 'authenticate' AND shadow = 0 AND approved = 0 AND at >= $2 \
+             AND at > COALESCE((SELECT MAX(at) FROM decisions WHERE username = $1 AND endpoint = 'authenticate' \
+             AND shadow = 0 AND approved = 1), $2 - 1)",
+        )
+        .bind(username)
+        .bind(since_ms)
+        .fetch_one(&self.pool);
+        let row = bounded(self.timeout, async { Ok(query.await?) }).await?;
+        Ok((row.try_get("n")?, row.try_get("first")?))
+    }
+
     /// Deletes the decisions recorded before `before_ms`; returns how many.
     pub async fn purge_before(&self, before_ms: i64) -> Result<u64, StoreError> {
         let delete = sqlx::query("DELETE FROM decisions WHERE at < $1").bind(before_ms).execute(&self.pool);
@@ -319,5 +340,31 @@ mod tests {
         if let Some(store) = crate::store::tests::test_postgres().await {
             erasure_pseudonymises(store, "postgres").await;
         }
+    }
+
+    #[tokio::test]
+    async fn failed_authentications_count_after_the_last_success() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let log = UserStore::connect(&url).await.expect("connect").audit_log();
+        let base = now_ms();
+        let refused = |id: &str, at: i64, shadow: bool| {
+            let mut r = record(id, "mallory", at, "a", shadow);
+            r.outcome = Outcome::Decided(Decision { approved: false, reason: "FACE_MISMATCH".into(), score: None });
+            r
+        };
+        for (i, at) in [base - 5000, base - 4000, base - 3000].iter().enumerate() {
+            log.record(&refused(&format!("f{i}"), *at, false)).await.expect("record");
+        }
+        assert_eq!(log.failed_authentications("mallory", base - 60_000).await.expect("count"), (3, Some(base - 5000)));
+        // Outside the window they do not count; shadows never do.
+        assert_eq!(log.failed_authentications("mallory", base - 3500).await.expect("count").0, 1);
+        log.record(&refused("s", base - 2500, true)).await.expect("record");
+        assert_eq!(log.failed_authentications("mallory", base - 60_000).await.expect("count").0, 3);
+        // An approved authentication starts the count again.
+        log.record(&record("ok", "mallory", base - 2000, "a", false)).await.expect("record");
+        log.record(&refused("f3", base - 1000, false)).await.expect("record");
+        assert_eq!(log.failed_authentications("mallory", base - 60_000).await.expect("count"), (1, Some(base - 1000)));
+        assert_eq!(log.failed_authentications("someone-else", base - 60_000).await.expect("count"), (0, None));
     }
 }

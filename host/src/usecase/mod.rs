@@ -44,6 +44,8 @@ pub enum UseCaseError {
     OutdatedTemplate(String),
     #[error("the server is busy; retry later")]
     Busy,
+    #[error("too many failed authentications for this username; retry in {retry_after_s} s")]
+    TooManyAttempts { retry_after_s: u64 },
     #[error("policy failed: {0}")]
     Policy(PolicyError),
     #[error(transparent)]
@@ -247,6 +249,15 @@ pub struct FaceAuth {
     store: UserStore,
     audit: AuditLog,
     metrics: Arc<stats::DecisionMetrics>,
+    attempts: Option<AttemptLimit>,
+}
+
+/// Refused authentications allowed per username within a window (after the last
+/// approved one); more are answered 429 TOO_MANY_ATTEMPTS before any analysis.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptLimit {
+    pub max_failures: u32,
+    pub window: std::time::Duration,
 }
 
 /// Checks a username and returns it as stored: surrounding whitespace removed, in
@@ -318,7 +329,26 @@ struct Timing {
 impl FaceAuth {
     pub fn new(engine: FaceEngine, store: UserStore) -> Self {
         let audit = store.audit_log();
-        Self { engine, store, audit, metrics: Arc::default() }
+        Self { engine, store, audit, metrics: Arc::default(), attempts: None }
+    }
+
+    /// This service with a limit on failed authentications per username.
+    pub fn with_attempt_limit(self, limit: Option<AttemptLimit>) -> Self {
+        Self { attempts: limit.filter(|l| l.max_failures > 0), ..self }
+    }
+
+    /// Refuses the attempt when the username has used up its failures in the window.
+    async fn check_attempts(&self, username: &str) -> Result<(), UseCaseError> {
+        let Some(limit) = self.attempts else { return Ok(()) };
+        let window_ms = limit.window.as_millis().min(i64::MAX as u128) as i64;
+        let now = now_ms();
+        let (failures, first) = self.audit.failed_authentications(username, now - window_ms).await?;
+        if failures < i64::from(limit.max_failures) {
+            return Ok(());
+        }
+        // Free again when the oldest counted failure leaves the window.
+        let retry_after_ms = first.map_or(window_ms, |first| first + window_ms - now).max(1000);
+        Err(UseCaseError::TooManyAttempts { retry_after_s: (retry_after_ms as u64).div_ceil(1000) })
     }
 
     /// Whether a new upload would be refused as busy right now (see `FaceEngine::is_saturated`).
@@ -373,6 +403,8 @@ impl FaceAuth {
         let started = std::time::Instant::now();
         let username = &validate_username(username)?;
         let user = self.store.find(username).await?.ok_or(UseCaseError::UnknownUser)?;
+        // Before the analysis: a guessing attack costs no inference.
+        self.check_attempts(username).await?;
         if user.model_version != self.engine.models.embedding_model_version {
             return Err(UseCaseError::OutdatedTemplate(user.model_version));
         }
