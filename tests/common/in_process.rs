@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::connect_info::{ConnectInfo, MockConnectInfo};
+use axum::extract::connect_info::MockConnectInfo;
 use axum::http::Request;
 use faceauth::http::AdminAccess;
 use faceauth::store::UserStore;
@@ -36,17 +36,12 @@ pub async fn app(policy_crate: &str) -> (Arc<FaceAuth>, tempfile::TempDir) {
     (Arc::new(FaceAuth::new(engine, store)), dir)
 }
 
-/// The HTTP router of `app`, each request coming from `peer`.
-///
-/// The peer is given both ways axum knows: `MockConnectInfo`, which the
-/// `ConnectInfo` extractor falls back to (axum's testing example), and the
-/// `Extension(ConnectInfo(addr))` that `into_make_service_with_connect_info` inserts
-/// for the real server, which code taking `Extension<ConnectInfo<_>>` reads (the
-/// admin gate did, and then lets a request without a peer through).
+/// The HTTP router of `app`, each request coming from `peer`: axum's
+/// `MockConnectInfo`, which the `ConnectInfo` extractor (the admin gate's) falls
+/// back to when there is no real connection. Without a peer the loopback-only gate
+/// refuses.
 pub fn router(app: &Arc<FaceAuth>, admin: AdminAccess, peer: SocketAddr) -> axum::Router {
-    faceauth::http::router(app.clone(), MAX_UPLOAD, admin)
-        .layer(MockConnectInfo(peer))
-        .layer(axum::Extension(ConnectInfo(peer)))
+    faceauth::http::router(app.clone(), MAX_UPLOAD, admin).layer(MockConnectInfo(peer))
 }
 
 /// A `multipart/form-data` body with one file part: (content type, body).
