@@ -12,4 +12,19 @@ if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null
   else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
 fi
+# The example clients (examples/clients/) are run against the server: Python with
+# requests, and Node.js (18 or later: its built-in fetch; Debian's nodejs is).
+if ! python3 -c 'import requests' >/dev/null 2>&1; then
+  printf '\033[1m==> %s\033[0m\n' "Installing requests (PyPI), for the Python example client test"
+  # A Debian system Python refuses pip installs (PEP 668): Debian's python3-requests then.
+  if ! python3 -m pip install --quiet --disable-pip-version-check -r examples/clients/python/requirements.txt; then
+    if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq python3-requests >/dev/null
+    else sudo apt-get update -qq && sudo apt-get install -y -qq python3-requests >/dev/null; fi
+  fi
+fi
+if ! command -v node >/dev/null 2>&1; then
+  printf '\033[1m==> %s\033[0m\n' "Installing nodejs (Debian package), for the JavaScript example client test"
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq nodejs >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq nodejs >/dev/null; fi
+fi
 cargo test --release --workspace "$@"
