@@ -81,6 +81,11 @@ pub struct ServeConfig {
     /// Without one, admin endpoints answer loopback clients only.
     #[arg(long, env = "FACEAUTH_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// A reverse proxy whose `X-Forwarded-For` names the client (repeatable; none by
+    /// default). Loopback-only admin endpoints then judge the forwarded client; a
+    /// request with forwarding headers from any other peer is refused admin.
+    #[arg(long = "trusted-proxy", env = "FACEAUTH_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "FACEAUTH_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 30))]

@@ -136,6 +136,7 @@ pub async fn run(
         max_upload_bytes: config.max_upload_bytes,
         body_pause: std::time::Duration::from_secs(config.header_timeout),
         upload_timeout: std::time::Duration::from_secs(config.upload_timeout),
+        trusted_proxies: config.trusted_proxies.clone().into(),
     };
     let router = http::router_with_limits(app.clone(), http_limits, admin);
     let limits = ConnectionLimits {

@@ -104,7 +104,7 @@ async fn gate(
     request: Request,
     next: Next,
 ) -> Response {
-    if state.admin.allows(&headers, peer.ok().map(|p| p.0)) {
+    if state.admin.allows(&headers, peer.ok().map(|p| p.0), &state.limits.trusted_proxies) {
         return next.run(request).await;
     }
     let (status, why) = match state.admin {

@@ -208,17 +208,53 @@ impl AdminAccess {
         }
     }
 
-    fn allows(&self, headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> bool {
+    /// Whether the request may call admin endpoints. `peer` is the socket's
+    /// address; `trusted_proxies` are the proxies whose `X-Forwarded-For` names the
+    /// client (see `client_address`).
+    fn allows(&self, headers: &HeaderMap, peer: Option<std::net::SocketAddr>, trusted_proxies: &[IpAddr]) -> bool {
         match self {
             AdminAccess::Token(token) => headers
                 .get(axum::http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes())),
-            // An unknown peer is refused; `::ffff:127.0.0.1` (a dual-stack listener) is loopback.
-            AdminAccess::LoopbackOnly => peer.is_some_and(|p| p.ip().to_canonical().is_loopback()),
+            // An unknown client is refused; `::ffff:127.0.0.1` (a dual-stack listener) is loopback.
+            AdminAccess::LoopbackOnly => {
+                client_address(headers, peer.map(|p| p.ip()), trusted_proxies).is_some_and(|ip| ip.is_loopback())
+            }
         }
     }
+}
+
+/// The client a request comes from, `None` when unknown. From a trusted proxy: the
+/// rightmost `X-Forwarded-For` hop that is not itself a trusted proxy (the ones to
+/// its left can be forged by the client), or the leftmost when all are. From any other peer: the peer, unless the
+/// request carries forwarding headers, which means a proxy nobody declared relayed
+/// it: behind a local reverse proxy every request would otherwise be "loopback".
+fn client_address(headers: &HeaderMap, peer: Option<IpAddr>, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
+    let peer = peer?.to_canonical();
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|t| t.to_canonical() == *ip);
+    let forwarded = headers.contains_key("forwarded") || headers.contains_key("x-forwarded-for");
+    if !trusted(&peer) {
+        return (!forwarded).then_some(peer);
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = None;
+    for hop in hops.iter().rev() {
+        let ip = hop.parse::<IpAddr>().ok()?.to_canonical();
+        client = Some(ip);
+        if !trusted(&ip) {
+            break;
+        }
+    }
+    // All hops trusted: the leftmost is the client (one on the proxy's own host).
+    client
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -232,6 +268,8 @@ struct ApiState {
     limits: HttpLimits,
 }
 
+use std::net::IpAddr;
+
 impl axum::extract::FromRef<ApiState> for Arc<FaceAuth> {
     fn from_ref(state: &ApiState) -> Self {
         state.app.clone()
@@ -239,13 +277,15 @@ impl axum::extract::FromRef<ApiState> for Arc<FaceAuth> {
 }
 
 /// What one request may take of the server.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     pub max_upload_bytes: usize,
     /// The longest pause within a request body.
     pub body_pause: std::time::Duration,
     /// The longest time to receive a whole upload.
     pub upload_timeout: std::time::Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (admin gate).
+    pub trusted_proxies: Arc<[IpAddr]>,
 }
 
 impl HttpLimits {
@@ -255,6 +295,7 @@ impl HttpLimits {
             max_upload_bytes,
             body_pause: std::time::Duration::from_secs(10),
             upload_timeout: std::time::Duration::from_secs(120),
+            trusted_proxies: Arc::new([]),
         }
     }
 }
@@ -265,6 +306,7 @@ pub fn router(app: Arc<FaceAuth>, max_upload_bytes: usize, admin: AdminAccess) -
 }
 
 pub fn router_with_limits(app: Arc<FaceAuth>, limits: HttpLimits, admin: AdminAccess) -> Router {
+    let (max_upload_bytes, body_pause) = (limits.max_upload_bytes, limits.body_pause);
     let state = ApiState { app, admin, limits };
     Router::new()
         .route("/api/enroll", post(enroll))
@@ -277,9 +319,9 @@ pub fn router_with_limits(app: Arc<FaceAuth>, limits: HttpLimits, admin: AdminAc
         .route("/admin", get(|| async { axum::response::Html(include_str!("stats_page.html")) }))
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "NOT_FOUND") })
         .method_not_allowed_fallback(|| async { api_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED") })
-        .layer(DefaultBodyLimit::max(limits.max_upload_bytes))
+        .layer(DefaultBodyLimit::max(max_upload_bytes))
         // A client that stops sending mid-body loses its connection slot.
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_pause))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_pause))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -429,11 +471,34 @@ mod tests {
         let gate = AdminAccess::LoopbackOnly;
         let none = HeaderMap::new();
         let peer = |s: &str| Some(s.parse::<std::net::SocketAddr>().expect("address"));
-        assert!(gate.allows(&none, peer("127.0.0.1:9")));
-        assert!(gate.allows(&none, peer("[::1]:9")));
-        assert!(gate.allows(&none, peer("[::ffff:127.0.0.1]:9")));
-        assert!(!gate.allows(&none, peer("[::ffff:10.0.0.7]:9")));
-        assert!(!gate.allows(&none, peer("10.0.0.7:9")));
-        assert!(!gate.allows(&none, None));
+        assert!(gate.allows(&none, peer("127.0.0.1:9"), &[]));
+        assert!(gate.allows(&none, peer("[::1]:9"), &[]));
+        assert!(gate.allows(&none, peer("[::ffff:127.0.0.1]:9"), &[]));
+        assert!(!gate.allows(&none, peer("[::ffff:10.0.0.7]:9"), &[]));
+        assert!(!gate.allows(&none, peer("10.0.0.7:9"), &[]));
+        assert!(!gate.allows(&none, None, &[]));
+    }
+
+    /// Issue 11, admin gate: behind a local reverse proxy every request came from
+    /// 127.0.0.1, so everyone was "loopback".
+    #[test]
+    fn forwarded_requests_are_judged_by_their_client_not_the_proxy() {
+        let gate = AdminAccess::LoopbackOnly;
+        let local_proxy = Some("127.0.0.1:40000".parse::<std::net::SocketAddr>().expect("address"));
+        let forwarded = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", value.parse().expect("header"));
+            h
+        };
+        let proxy: IpAddr = "127.0.0.1".parse().expect("ip");
+        // Relayed by a proxy nobody declared: refused, whatever the header says.
+        assert!(!gate.allows(&forwarded("203.0.113.9"), local_proxy, &[]));
+        assert!(!gate.allows(&forwarded("127.0.0.1"), local_proxy, &[]));
+        // A declared proxy: its client decides. A forged left part does not help.
+        assert!(!gate.allows(&forwarded("203.0.113.9"), local_proxy, &[proxy]));
+        assert!(!gate.allows(&forwarded("127.0.0.1, 203.0.113.9"), local_proxy, &[proxy]));
+        assert!(gate.allows(&forwarded("127.0.0.1"), local_proxy, &[proxy]));
+        // Without the header, a declared proxy's own requests name no client.
+        assert!(!gate.allows(&HeaderMap::new(), local_proxy, &[proxy]));
     }
 }
