@@ -510,3 +510,49 @@ async fn failed_authentications_are_limited_per_username() {
     assert_eq!(response.json::<serde_json::Value>().await.expect("json"), auth_rejected("TOO_MANY_ATTEMPTS"));
     assert_approved(&server.authenticate("bob", "selfie_person_b.jpg").await);
 }
+
+/// Issue 11, defect 2: sockets that send half a request exhausted the file
+/// descriptors ("accept error: Too many open files") and /health stopped answering.
+/// With 256 descriptors and 1100 such sockets: the server closes each after the
+/// header timeout, keeps accepting, and answers /health and an enrollment.
+#[tokio::test(flavor = "multi_thread")]
+async fn half_sent_requests_cannot_exhaust_the_server() {
+    use std::io::Write;
+    let server = common::server::start_server_under(
+        &["prlimit", "--nofile=256:256", "--"],
+        &[("FACEAUTH_MAX_CONNECTIONS", "128"), ("FACEAUTH_HEADER_TIMEOUT", "1")],
+    )
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut sockets = Vec::new();
+    for _ in 0..1100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            let _ = s.write_all(b"POST /api/enroll?username=x HTTP/1.1\r\nHost: x\r\n");
+            sockets.push(s);
+        }
+    }
+    assert!(sockets.len() > 256, "only {} sockets opened", sockets.len());
+    // Every half-sent request is closed by the server (read: end of stream or an error answer).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut open = sockets.len();
+    while open > 0 && std::time::Instant::now() < deadline {
+        open = 0;
+        for s in &mut sockets {
+            use std::io::Read;
+            s.set_read_timeout(Some(std::time::Duration::from_millis(1))).expect("timeout");
+            let mut buf = [0u8; 64];
+            match s.read(&mut buf) {
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    open += 1
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(open, 0, "{open} half-sent requests still held by the server");
+    // The sockets are still open on our side: the server freed its own descriptors.
+    assert_eq!(server.get("/health").await, (200, serde_json::json!({"status": "ok"})));
+    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, enrolled()));
+    drop(sockets);
+}

@@ -43,6 +43,12 @@ pub async fn start_server() -> Server {
 }
 
 pub async fn start_server_with(extra_env: &[(&str, &str)]) -> Server {
+    start_server_under(&[], extra_env).await
+}
+
+/// The server started by a wrapper command (`prlimit --nofile=256 --`, ...) that
+/// runs the binary given as its last argument.
+pub async fn start_server_under(wrapper: &[&str], extra_env: &[(&str, &str)]) -> Server {
     let data = tempfile::tempdir().expect("tempdir");
     let config = super::engine_config("default-policy");
     // The harness reads an info line of the `faceauth` target: keep it on whatever
@@ -51,7 +57,15 @@ pub async fn start_server_with(extra_env: &[(&str, &str)]) -> Server {
         Ok(filter) if !filter.is_empty() => format!("faceauth=info,{filter}"),
         _ => "info,ort=warn,wasmtime=warn,cranelift=warn".to_string(),
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_faceauth"))
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(env!("CARGO_BIN_EXE_faceauth"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_faceauth")),
+    };
+    let mut child = command
         .arg("serve")
         .env("FACEAUTH_LISTEN", "127.0.0.1:0")
         .env("FACEAUTH_DATA_DIR", data.path())
