@@ -556,3 +556,39 @@ async fn half_sent_requests_cannot_exhaust_the_server() {
     assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, enrolled()));
     drop(sockets);
 }
+
+/// Issue 12: every answer carries `x-request-id`; the audit log records the
+/// decision under that id; a client's own short id is kept, a long one replaced.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_answer_carries_its_request_id_and_the_audit_log_the_same() {
+    let server = start_server().await;
+    let id_of = |r: &reqwest::Response| {
+        r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string).expect("x-request-id")
+    };
+    let enroll = server
+        .request(Method::POST, "/api/enroll?username=alice")
+        .header("x-request-id", "client-chosen-42")
+        .multipart(upload_form("cin_file", common::fixture("id_card_person_a.jpg")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(id_of(&enroll), "client-chosen-42");
+    let auth = server
+        .request(Method::POST, "/api/authentificate?username=alice")
+        .header("x-request-id", "x".repeat(200))
+        .multipart(upload_form("auth_video", common::fixture("selfie_person_a.jpg")))
+        .send()
+        .await
+        .expect("request");
+    let server_made = id_of(&auth);
+    assert_eq!(server_made.len(), 32, "{server_made}");
+    for (method, path) in [(Method::GET, "/health"), (Method::GET, "/no/such/path"), (Method::POST, "/api/enroll")] {
+        let r = server.request(method, path).send().await.expect("request");
+        assert!(!id_of(&r).is_empty(), "{path}");
+    }
+    let (status, decisions) = server.get("/api/admin/decisions").await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> =
+        decisions["decisions"].as_array().expect("list").iter().filter_map(|d| d["request_id"].as_str()).collect();
+    assert!(ids.contains(&"client-chosen-42") && ids.contains(&server_made.as_str()), "{ids:?}");
+}

@@ -7,14 +7,15 @@ use faceauth::config::{Cli, Command, EvalArgs, InspectArgs, ReplayArgs};
 use faceauth::usecase::{FaceEngine, face_evidence};
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,ort=warn,wasmtime=warn,cranelift=warn".into()),
-        )
-        .with_target(false)
-        .init();
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,ort=warn,wasmtime=warn,cranelift=warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match cli.log_format {
+        // One JSON object per line, with the request span's id, for log shippers.
+        faceauth::config::LogFormat::Json => logs.json().with_current_span(true).init(),
+        faceauth::config::LogFormat::Text => logs.init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(config) => runtime.block_on(async {

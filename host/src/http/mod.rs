@@ -322,8 +322,61 @@ pub fn router_with_limits(app: Arc<FaceAuth>, limits: HttpLimits, admin: AdminAc
         .layer(DefaultBodyLimit::max(max_upload_bytes))
         // A client that stops sending mid-body loses its connection slot.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_pause))
+        // Innermost first: a panic becomes the JSON 500 that the log line and the
+        // request id still see; the id is set (a client's own kept if sane) and
+        // sent back on every answer.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(log_request))
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(NewRequestId))
+        .layer(middleware::from_fn(drop_unusable_request_id))
         .with_state(state)
+}
+
+/// The header carrying a request's id, on the request and on its answer.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Request ids made by the server: 16 random bytes in hex.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl tower_http::request_id::MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<tower_http::request_id::RequestId> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).ok()?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Some(tower_http::request_id::RequestId::new(axum::http::HeaderValue::from_str(&hex).ok()?))
+    }
+}
+
+/// A client's `x-request-id` is kept only when it is a short token (it goes into
+/// logs and the audit log); otherwise the server makes one.
+async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response {
+    let usable = request.headers().get(REQUEST_ID_HEADER).is_none_or(|v| {
+        v.to_str().is_ok_and(|s| {
+            (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+    });
+    if !usable {
+        request.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    next.run(request).await
+}
+
+/// The request's id (set by `SetRequestIdLayer` before any handler runs).
+fn request_id_of(headers: &HeaderMap) -> Option<String> {
+    headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// A handler that panicked: logged, answered 500 in the admin shape.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    tracing::error!(panic = what, "request handler panicked");
+    api_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
 }
 
 /// A request no route answers, in the reset shape (`{"code", "msg"}`), so that no
@@ -346,17 +399,23 @@ async fn ready(State(app): State<Arc<FaceAuth>>) -> Response {
     with_reason(status, body, reason)
 }
 
+/// One line per request, with its id; everything logged while it runs is in its span.
 async fn log_request(request: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let response = next.run(request).await;
+    let id = request_id_of(request.headers()).unwrap_or_else(|| "-".into());
+    let span = tracing::info_span!("request", request_id = %id);
+    let response = next.run(request).instrument(span.clone()).await;
     let reason = response.extensions().get::<LoggedReason>().map(|r| r.0.as_str()).unwrap_or("-");
-    tracing::info!(
-        "{method} {path} {} {reason} {:.1}ms",
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1e3
-    );
+    span.in_scope(|| {
+        tracing::info!(
+            "{method} {path} {} {reason} {:.1}ms",
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64() * 1e3
+        )
+    });
     response
 }
 
@@ -413,24 +472,27 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> RequestError 
 
 async fn enroll(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     params: Params,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    decide(Endpoint::Enroll, state, params, multipart).await
+    decide(Endpoint::Enroll, state, request_id_of(&headers), params, multipart).await
 }
 
 async fn authenticate(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     params: Params,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    decide(Endpoint::Authenticate, state, params, multipart).await
+    decide(Endpoint::Authenticate, state, request_id_of(&headers), params, multipart).await
 }
 
 /// Reads the request, runs the endpoint's use case and answers in its shape.
 async fn decide(
     endpoint: Endpoint,
     ApiState { app, limits, .. }: ApiState,
+    request_id: Option<String>,
     params: Params,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
@@ -445,7 +507,7 @@ async fn decide(
         let (username, file) = tokio::time::timeout(limits.upload_timeout, read_request(endpoint, params, multipart))
             .await
             .map_err(|_| RequestError::UploadTimeout)??;
-        Ok::<_, ApiError>(app.submit(endpoint, &username, file).await?)
+        Ok::<_, ApiError>(app.submit(endpoint, &username, file, request_id).await?)
     }
     .await;
     match result {

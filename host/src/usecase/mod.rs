@@ -376,15 +376,31 @@ impl FaceAuth {
         self.store.close().await;
     }
 
-    /// Runs the use case of `endpoint` on an upload.
-    pub async fn submit(&self, endpoint: Endpoint, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
+    /// Runs the use case of `endpoint` on an upload; `request_id` (the HTTP
+    /// request's) names its audit records, else a new id does.
+    pub async fn submit(
+        &self,
+        endpoint: Endpoint,
+        username: &str,
+        upload: Vec<u8>,
+        request_id: Option<String>,
+    ) -> Result<Decision, UseCaseError> {
+        let id = request_id.unwrap_or_else(self::request_id);
         match endpoint {
-            Endpoint::Enroll => self.enroll(username, upload).await,
-            Endpoint::Authenticate => self.authenticate(username, upload).await,
+            Endpoint::Enroll => self.enroll_as(id, username, upload).await,
+            Endpoint::Authenticate => self.authenticate_as(id, username, upload).await,
         }
     }
 
     pub async fn enroll(&self, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
+        self.enroll_as(request_id(), username, upload).await
+    }
+
+    pub async fn authenticate(&self, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
+        self.authenticate_as(request_id(), username, upload).await
+    }
+
+    async fn enroll_as(&self, id: String, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
         let started = std::time::Instant::now();
         let username = &validate_username(username)?;
         // Cheap early answer; the primary key still decides under a race.
@@ -396,10 +412,10 @@ impl FaceAuth {
         let timing = Timing { started, analysis_ms: started.elapsed().as_secs_f64() * 1000.0 };
         let evidence = Evidence::Enroll(EnrollEvidence { image, faces: face_evidence(&analyzed, image, None) });
         let primary = analyzed.first().map(|f| &f.embedding);
-        self.decide_and_record(username, &route, evidence, timing, OnApproval::Enroll(primary)).await
+        self.decide_and_record(id, username, &route, evidence, timing, OnApproval::Enroll(primary)).await
     }
 
-    pub async fn authenticate(&self, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
+    async fn authenticate_as(&self, id: String, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
         let started = std::time::Instant::now();
         let username = &validate_username(username)?;
         let user = self.store.find(username).await?.ok_or(UseCaseError::UnknownUser)?;
@@ -414,13 +430,14 @@ impl FaceAuth {
         let media = self.engine.analyze_media(upload, route.requires_liveness()).await?;
         let timing = Timing { started, analysis_ms: started.elapsed().as_secs_f64() * 1000.0 };
         let evidence = Evidence::Authenticate(media.evidence(Some(&user.embedding)));
-        self.decide_and_record(username, &route, evidence, timing, OnApproval::Nothing).await
+        self.decide_and_record(id, username, &route, evidence, timing, OnApproval::Nothing).await
     }
 
     /// The answering variant decides and its decision is recorded; then, off the
     /// request's path, each shadow decides on the same evidence and is recorded.
     async fn decide_and_record(
         &self,
+        id: String,
         username: &str,
         route: &Route,
         evidence: Evidence,
@@ -429,7 +446,7 @@ impl FaceAuth {
     ) -> Result<Decision, UseCaseError> {
         let decided = decide(&route.answer, &evidence).await;
         let mut answer = DecisionRecord {
-            request_id: request_id(),
+            request_id: id,
             at_ms: now_ms(),
             username: username.to_string(),
             endpoint: evidence.endpoint(),
