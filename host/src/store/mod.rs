@@ -201,10 +201,19 @@ impl UserStore {
         format!("{ERASED_PREFIX}{hex}")
     }
 
+    /// Replaces `username` by its pseudonym in the audit log; returns the rows changed.
+    async fn pseudonymise(&self, conn: &mut sqlx::AnyConnection, username: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query("UPDATE decisions SET username = $1 WHERE username = $2")
+            .bind(self.pseudonym(username))
+            .bind(username)
+            .execute(conn)
+            .await?
+            .rows_affected())
+    }
+
     /// Erases `username`: its template is deleted and its audit rows keep only its
     /// pseudonym, in one transaction.
     pub async fn erase(&self, username: &str) -> Result<Erased, StoreError> {
-        let pseudonym = self.pseudonym(username);
         bounded(self.timeout, async {
             let mut tx = self.pool.begin().await?;
             let users = sqlx::query("DELETE FROM users WHERE username = $1")
@@ -212,12 +221,7 @@ impl UserStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            let decisions = sqlx::query("UPDATE decisions SET username = $1 WHERE username = $2")
-                .bind(&pseudonym)
-                .bind(username)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let decisions = self.pseudonymise(&mut tx, username).await?;
             tx.commit().await?;
             Ok(Erased { users, decisions })
         })
@@ -370,12 +374,7 @@ impl UserStore {
                 .collect::<Result<_, _>>()?;
             let mut decisions = 0;
             for name in names {
-                decisions += sqlx::query("UPDATE decisions SET username = $1 WHERE username = $2")
-                    .bind(self.pseudonym(&name))
-                    .bind(&name)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                decisions += self.pseudonymise(&mut tx, &name).await?;
             }
             tx.commit().await?;
             Ok(Erased { users, decisions })
