@@ -592,3 +592,32 @@ async fn every_answer_carries_its_request_id_and_the_audit_log_the_same() {
         decisions["decisions"].as_array().expect("list").iter().filter_map(|d| d["request_id"].as_str()).collect();
     assert!(ids.contains(&"client-chosen-42") && ids.contains(&server_made.as_str()), "{ids:?}");
 }
+
+/// Issue 12: `faceauth verify A B` runs the server's use cases on two files and
+/// prints both answers; the exit status says approved (0) or refused (3).
+#[test]
+fn verify_enrolls_one_file_and_authenticates_the_other() {
+    let config = common::engine_config("default-policy");
+    let run = |reference: &str, probe: &str| {
+        let fixture = |name: &str| common::repo_root().join("tests/fixtures").join(name);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_faceauth"))
+            .arg("verify")
+            .arg(fixture(reference))
+            .arg(fixture(probe))
+            .env("FACEAUTH_MODELS_DIR", &config.models_dir)
+            .env("FACEAUTH_POLICY", &config.policy)
+            .env("FACEAUTH_ONNXRUNTIME_LIB", config.onnxruntime_lib().expect("ort"))
+            .output()
+            .expect("faceauth verify runs");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+        (out.status.code(), report)
+    };
+    let (code, report) = run("id_card_person_a.jpg", "video_person_a.mp4");
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["authenticate"]["reason"], "AUTHENTIFICATION_SUCCESS", "{report}");
+    assert!(report["authenticate"]["score"].as_f64().is_some_and(|s| s > 0.4), "{report}");
+    let (code, report) = run("id_card_person_a.jpg", "selfie_person_b.jpg");
+    assert_eq!((code, &report["authenticate"]["reason"]), (Some(3), &serde_json::json!("FACE_MISMATCH")), "{report}");
+    let (code, report) = run("id_card_back_no_face.jpg", "selfie_person_a.jpg");
+    assert_eq!((code, &report["enroll"]["reason"]), (Some(3), &serde_json::json!("NO_FACE_DETECTED")), "{report}");
+}

@@ -29,6 +29,10 @@ pub enum Command {
     Serve(ServeConfig),
     /// Analyse image files and print, per file, the evidence a policy would get (JSON lines).
     Inspect(InspectArgs),
+    /// Enroll the first file and authenticate the second against it, with the
+    /// server's use cases and policy (a throw-away database); prints both answers as
+    /// JSON. Exit status 0 when approved, 3 when refused.
+    Verify(VerifyArgs),
     /// Backtest a policy on the recorded decisions: how its answers would differ (JSON report).
     Replay(ReplayArgs),
     /// Re-seal every stored face template with the current template key (after a
@@ -339,6 +343,16 @@ pub fn locate(path: &Path) -> Option<PathBuf> {
     }
     let exe = std::env::current_exe().ok()?;
     exe.ancestors().skip(1).take(4).map(|dir| dir.join(path)).find(|candidate| candidate.exists())
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The reference: an ID card or a photo, enrolled as the server would.
+    pub reference: PathBuf,
+    /// The probe: a selfie image or a selfie video, authenticated against it.
+    pub probe: PathBuf,
+    #[command(flatten)]
+    pub engine: EngineConfig,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -27,6 +27,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Inspect(args) => runtime.block_on(inspect(args)),
+        Command::Verify(args) => {
+            let approved = runtime.block_on(verify(args))?;
+            std::process::exit(if approved { 0 } else { 3 });
+        }
         Command::Replay(args) => runtime.block_on(replay(args)),
         Command::Eval(args) => runtime.block_on(eval(args)),
         Command::Rekey(database) => runtime.block_on(async {
@@ -105,6 +109,44 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// Enrolls `reference` and authenticates `probe` through the server's use cases on a
+/// throw-away SQLite database; prints both answers; whether both were approved.
+async fn verify(args: faceauth::config::VerifyArgs) -> anyhow::Result<bool> {
+    use faceauth::http::ApiError;
+    let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let (reference, probe) = (read(&args.reference)?, read(&args.probe)?);
+    let engine_config = args.engine.clone();
+    let engine = tokio::task::spawn_blocking(move || FaceEngine::init(&engine_config)).await??;
+    let dir = tempfile::tempdir()?;
+    let store =
+        faceauth::store::UserStore::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("verify.db").display()))
+            .await?;
+    let app = faceauth::usecase::FaceAuth::new(engine, store);
+    let answer = |result: Result<faceauth::policy::Decision, faceauth::usecase::UseCaseError>| match result {
+        Ok(d) => serde_json::json!({"approved": d.approved, "reason": d.reason, "score": d.score}),
+        Err(e) => {
+            let e = ApiError::from(e);
+            serde_json::json!({"approved": false, "reason": e.reason_and_status().0, "error": faceauth::error_chain(&e)})
+        }
+    };
+    let enrolled = answer(app.enroll("verify", reference).await);
+    let authenticated = if enrolled["approved"] == true {
+        answer(app.authenticate("verify", probe).await)
+    } else {
+        serde_json::json!({"approved": false, "reason": "NOT_ENROLLED"})
+    };
+    let approved = authenticated["approved"] == true;
+    let report = serde_json::json!({
+        "reference": args.reference.display().to_string(),
+        "probe": args.probe.display().to_string(),
+        "enroll": enrolled,
+        "authenticate": authenticated,
+        "approved": approved,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(approved)
 }
 
 /// Backtests a candidate policy on the recorded decisions and prints the report (JSON).
