@@ -64,10 +64,26 @@ impl Evidence {
     /// The one reader of stored evidence: `json` as the evidence of `endpoint`.
     /// Rows written by an older interface fail here, with serde's reason.
     pub fn from_stored(endpoint: Endpoint, json: &str) -> Result<Self, serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_str(json)?;
+        // serde narrows 1e39 to an f32 infinity, which would be written back as null
+        // and then never read again (found by fuzz/evidence_json): refused here.
+        if let Some(number) = beyond_f32(&value) {
+            return Err(serde::de::Error::custom(format!("number {number} is beyond the range of the evidence")));
+        }
         Ok(match endpoint {
-            Endpoint::Enroll => Evidence::Enroll(serde_json::from_str(json)?),
-            Endpoint::Authenticate => Evidence::Authenticate(serde_json::from_str(json)?),
+            Endpoint::Enroll => Evidence::Enroll(serde_json::from_value(value)?),
+            Endpoint::Authenticate => Evidence::Authenticate(serde_json::from_value(value)?),
         })
+    }
+}
+
+/// The first number in `value` that an `f32` cannot hold.
+fn beyond_f32(value: &serde_json::Value) -> Option<&serde_json::Number> {
+    match value {
+        serde_json::Value::Number(n) => n.as_f64().is_some_and(|x| x.abs() > f64::from(f32::MAX)).then_some(n),
+        serde_json::Value::Array(items) => items.iter().find_map(beyond_f32),
+        serde_json::Value::Object(fields) => fields.values().find_map(beyond_f32),
+        _ => None,
     }
 }
 
@@ -193,6 +209,20 @@ mod tests {
         assert!(Evidence::from_stored(Endpoint::Authenticate, &stored).is_err());
         let tagged = serde_json::to_value(&evidence).expect("json");
         assert_eq!(tagged["endpoint"], "enroll");
+    }
+
+    /// Found by `fuzz/evidence_json` (corpus/evidence_json/crash-f32-overflow-enroll-min.json):
+    /// 1e39 read as an f32 infinity, stored as null, then unreadable.
+    #[test]
+    fn evidence_beyond_f32_is_refused_on_reading() {
+        let json = include_str!("../../../fuzz/corpus/evidence_json/crash-f32-overflow-enroll-min.json");
+        let err = Evidence::from_stored(Endpoint::Enroll, json).expect_err("1e39 is no f32");
+        assert!(err.to_string().contains("beyond the range"), "{err}");
+        // What is read is written back in a form that reads again.
+        let fine = json.replace("1e39", "0.75");
+        let evidence = Evidence::from_stored(Endpoint::Enroll, &fine).expect("reads");
+        let stored = evidence.to_stored().expect("writes");
+        assert_eq!(Evidence::from_stored(Endpoint::Enroll, &stored).expect("reads again"), evidence);
     }
 
     #[test]
