@@ -12,6 +12,7 @@ pub mod http;
 pub mod media;
 pub mod policy;
 pub mod store;
+pub mod telemetry;
 pub mod usecase;
 pub mod vision;
 

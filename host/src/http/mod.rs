@@ -4,6 +4,7 @@
 //! Admin endpoints (reset, policy management, audit) are in `admin`, behind one gate.
 
 mod admin;
+mod demo;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -312,6 +313,7 @@ pub fn router_with_limits(app: Arc<FaceAuth>, limits: HttpLimits, admin: AdminAc
         .route("/api/enroll", post(enroll))
         .route("/api/authentificate", post(authenticate))
         .merge(admin::routes(state.clone()))
+        .merge(demo::routes())
         // Liveness: the process answers. Readiness: it can serve (database, policies).
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
@@ -405,10 +407,16 @@ async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    // The route template, not the path: metric labels stay few (unknown paths are one label).
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let id = request_id_of(request.headers()).unwrap_or_else(|| "-".into());
     let span = tracing::info_span!("request", request_id = %id);
     let response = next.run(request).instrument(span.clone()).await;
     let reason = response.extensions().get::<LoggedReason>().map(|r| r.0.as_str()).unwrap_or("-");
+    crate::telemetry::observe_request(method.as_str(), &route, response.status().as_u16(), reason, started.elapsed());
     span.in_scope(|| {
         tracing::info!(
             "{method} {path} {} {reason} {:.1}ms",
