@@ -116,8 +116,11 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, 
             | image::metadata::Orientation::Rotate270FlipH
     );
     let original_size = if turned { (height, width) } else { (width, height) };
-    let reduction = if format == ImageFormat::Jpeg { reduction_for(width, height) } else { 1 };
-    if reduction > 1
+    // Every JPEG goes through jpeg-decoder, patched to refuse a scan that ends early
+    // (third_party/jpeg-decoder/PATCHED.md): `image`'s decoder fills it with grey.
+    // CMYK, rare in uploads, falls through to `image` unchecked.
+    let reduction = reduction_for(width, height);
+    if format == ImageFormat::Jpeg
         && let Some(pixels) = decode_jpeg_reduced(bytes, width.div_ceil(reduction), height.div_ceil(reduction))?
     {
         return Ok(DecodedImage { pixels: upright(pixels, orientation), format, original_size });
@@ -260,6 +263,42 @@ mod tests {
         assert!(decode_image(&jpeg, DecodeLimits::default()).is_ok());
         let truncated = &jpeg[..jpeg.len() / 2];
         assert!(matches!(decode_image(truncated, DecodeLimits::default()), Err(MediaError::Corrupt(_))));
+    }
+
+    /// Issue 11, defect 8: a JPEG cut short with its end marker put back was decoded
+    /// with the missing part grey (a half-grey card was enrolled, then matched at
+    /// 0.62). Baseline and progressive, small (full-scale decode) and large (reduced).
+    #[test]
+    fn refuses_truncated_jpeg_with_end_marker_put_back() {
+        let card = image::load_from_memory(include_bytes!("../../../tests/fixtures/id_card_person_a.jpg"))
+            .expect("fixture")
+            .into_rgb8();
+        let large = image::imageops::resize(&card, 2400, 1500, image::imageops::FilterType::Triangle);
+        for img in [card, large] {
+            let mut encoded = Vec::new();
+            for progressive in [false, true] {
+                encoded.clear();
+                let mut encoder = jpeg_encoder::Encoder::new(&mut encoded, 90);
+                encoder.set_progressive(progressive);
+                encoder
+                    .encode(img.as_raw(), img.width() as u16, img.height() as u16, jpeg_encoder::ColorType::Rgb)
+                    .expect("encodes");
+                let whole = decode_image(&encoded, DecodeLimits::default()).expect("the whole file decodes");
+                assert_eq!(whole.original_size, img.dimensions());
+                for keep in [0.5, 0.9, 0.99] {
+                    let mut cut = encoded[..(encoded.len() as f64 * keep) as usize].to_vec();
+                    cut.extend_from_slice(&[0xFF, 0xD9]);
+                    let result = decode_image(&cut, DecodeLimits::default());
+                    assert!(
+                        matches!(result, Err(MediaError::Corrupt(_))),
+                        "{}x{} progressive={progressive}, {keep} kept: {:?}",
+                        img.width(),
+                        img.height(),
+                        result.map(|d| d.pixels.dimensions())
+                    );
+                }
+            }
+        }
     }
 
     #[test]
