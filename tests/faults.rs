@@ -161,17 +161,17 @@ async fn kill_9_mid_enrollment_loses_no_answered_enrollment() {
     let second = start_server_with(&[("FACEAUTH_DATA_DIR", data)]).await;
     for name in &answered {
         assert_approved(&second.authenticate(name, "selfie_person_a.jpg").await);
-        assert_eq!(second.enroll(name, "id_card_person_a.jpg").await, (409, enroll_rejected("USERNAME_ALREADY_EXISTS")));
+        assert_eq!(
+            second.enroll(name, "id_card_person_a.jpg").await,
+            (409, enroll_rejected("USERNAME_ALREADY_EXISTS"))
+        );
     }
     // The names in flight at the kill: enrolled or not, but never half-written.
     for c in 0..4 {
         let next = (0..).find(|i| !answered.contains(&format!("user-{c}-{i}"))).expect("a name");
         let name = format!("user-{c}-{next}");
         let (status, body) = second.authenticate(&name, "selfie_person_a.jpg").await;
-        assert!(
-            status == 404 || body["Decision"] == "APPROVED",
-            "{name} in flight at the kill: {status} {body}"
-        );
+        assert!(status == 404 || body["Decision"] == "APPROVED", "{name} in flight at the kill: {status} {body}");
     }
     // The database is whole.
     let url = format!("sqlite://{}", data_dir.join("faceauth.db").display());
