@@ -85,6 +85,9 @@ async fn second_signal() {
 /// Prints the enrollment evidence of each file and the default decision, as JSON lines.
 async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let engine = FaceEngine::init(&args.engine)?;
+    // One file needs no bar; stdout stays the JSON lines either way.
+    let bar =
+        if args.files.len() > 1 { progress_bar(args.files.len(), "files") } else { indicatif::ProgressBar::hidden() };
     for file in &args.files {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let line = match engine.analyze_upload(bytes).await {
@@ -106,9 +109,23 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             }
             Err(e) => serde_json::json!({"file": file.display().to_string(), "error": e.to_string()}),
         };
-        println!("{line}");
+        bar.suspend(|| println!("{line}"));
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     Ok(())
+}
+
+/// The progress of a long job, drawn on stderr when it is a terminal and hidden
+/// when it is piped or redirected (indicatif's stderr target), so that scripts
+/// reading stdout or a log see only the results.
+fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {what}, {{elapsed}} elapsed, eta {{eta}}");
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// Enrolls `reference` and authenticates `probe` through the server's use cases on a
@@ -165,7 +182,12 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let candidate = PolicyRuntime::new(PolicyLimits::default())?.compile_file(&args.policy)?.variant(&overrides)?;
     let store = args.database.connect().await?;
     let since_ms = args.since_hours.map(|h| faceauth::store::now_ms() - (h as i64) * 3600 * 1000);
-    let report = backtest(&store.audit_log(), candidate, ReplayScope { since_ms, limit: args.limit, labels }).await?;
+    // The backtest reports no progress of its own: a spinner with the time taken.
+    let spinner = indicatif::ProgressBar::new_spinner().with_message("replaying recorded decisions");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let report = backtest(&store.audit_log(), candidate, ReplayScope { since_ms, limit: args.limit, labels }).await;
+    spinner.finish_and_clear();
+    let report = report?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
@@ -196,11 +218,7 @@ async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let policy = std::sync::Arc::new(
         PolicyRuntime::new(PolicyLimits::default())?.compile_file(&args.engine.policy())?.variant(&overrides)?,
     );
-    let bar = indicatif::ProgressBar::new(attempts.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} attempts, {elapsed} elapsed, eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(attempts.len(), "attempts");
     let workers = args.engine.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let started = std::time::Instant::now();
     let ticker = bar.clone();
@@ -250,7 +268,7 @@ async fn eval_liveness(args: EvalArgs) -> anyhow::Result<()> {
         );
     }
     let engine = std::sync::Arc::new(tokio::task::spawn_blocking(move || FaceEngine::init(&engine_config)).await??);
-    let bar = indicatif::ProgressBar::new(presentations.len() as u64);
+    let bar = progress_bar(presentations.len(), "presentations");
     let workers = args.engine.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let ticker = bar.clone();
     let results =

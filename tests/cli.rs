@@ -1,0 +1,59 @@
+//! The command line's long jobs: a progress bar on a terminal, nothing but the
+//! results when piped (issue 12, CLI ergonomics).
+
+mod common;
+
+use std::process::{Command, Output};
+
+const FILES: [&str; 3] = ["id_card_person_a.jpg", "selfie_person_a.jpg", "two_people.jpg"];
+
+/// `faceauth inspect` on three fixtures, wrapped by `wrapper` when given (a pty).
+fn inspect(wrapper: Option<&str>) -> Output {
+    let config = common::engine_config("default-policy");
+    let mut args = vec![env!("CARGO_BIN_EXE_faceauth").to_string(), "inspect".into()];
+    args.extend(FILES.iter().map(|f| common::repo_root().join("tests/fixtures").join(f).display().to_string()));
+    let mut command = match wrapper {
+        // `script` runs the command on a pseudo-terminal and copies what it draws.
+        Some(script) => {
+            let mut c = Command::new(script);
+            c.args(["-qec", &args.join(" "), "/dev/null"]);
+            c
+        }
+        None => {
+            let mut c = Command::new(&args[0]);
+            c.args(&args[1..]);
+            c
+        }
+    };
+    command
+        .env("FACEAUTH_MODELS_DIR", &config.models_dir)
+        .env("FACEAUTH_POLICY", &config.policy)
+        .env("FACEAUTH_ONNXRUNTIME_LIB", config.onnxruntime_lib().expect("ort"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("faceauth inspect runs")
+}
+
+#[test]
+fn inspect_prints_json_lines_when_piped_and_a_bar_on_a_terminal() {
+    let piped = inspect(None);
+    assert!(piped.status.success(), "{}", String::from_utf8_lossy(&piped.stderr));
+    let stdout = String::from_utf8_lossy(&piped.stdout);
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).expect("each stdout line is JSON")).collect();
+    assert_eq!(lines.len(), FILES.len(), "{stdout}");
+    assert!(lines[2]["faces"].as_array().is_some_and(|f| f.len() == 2), "{}", lines[2]);
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(!stderr.contains("files,"), "a progress bar on a pipe: {stderr}");
+
+    // On a terminal (util-linux `script`; Debian has it) the bar is drawn on stderr.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED (terminal half): no `script` command");
+        return;
+    }
+    let on_terminal = inspect(Some("script"));
+    assert!(on_terminal.status.success());
+    let drawn = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(drawn.contains("/3 files,"), "no progress bar on a terminal: {drawn}");
+    assert_eq!(drawn.matches("\"file\":").count(), FILES.len(), "{drawn}");
+}
