@@ -621,3 +621,125 @@ fn verify_enrolls_one_file_and_authenticates_the_other() {
     let (code, report) = run("id_card_back_no_face.jpg", "selfie_person_a.jpg");
     assert_eq!((code, &report["enroll"]["reason"]), (Some(3), &serde_json::json!("NO_FACE_DETECTED")), "{report}");
 }
+
+/// Issue 12, metrics: `/metrics` counts every answer by route template, status and
+/// reason (4xx and 503 included), times each stage, and shows the vision pool's
+/// busy workers and queue while they are taken. One worker and one queue place: a
+/// slow picture takes the worker, a second upload waits, a third is refused 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_refusals_and_overload_by_route_status_and_reason_and_show_the_pool() {
+    use common::metrics::Scrape;
+    use std::time::{Duration, Instant};
+    const REQUESTS: &str = "faceauth_http_requests_total";
+    let server = start_server_with(&[("FACEAUTH_WORKERS", "1"), ("FACEAUTH_MAX_QUEUED", "1")]).await;
+    let scrape = || async {
+        let response = server.request(Method::GET, "/metrics").send().await.expect("metrics");
+        assert_eq!(response.status().as_u16(), 200);
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+        assert_eq!(content_type.as_deref(), Some("text/plain; version=0.0.4; charset=utf-8"));
+        Scrape(response.text().await.expect("text"))
+    };
+    let gauge = |s: &Scrape, name: &str| s.sum(name, &[]).unwrap_or_else(|| panic!("no gauge {name}: {}", s.0));
+    let start = scrape().await;
+    for (name, value) in [
+        ("faceauth_vision_workers", 1.0),
+        ("faceauth_vision_queue_limit", 1.0),
+        ("faceauth_vision_workers_busy", 0.0),
+        ("faceauth_vision_queue_depth", 0.0),
+        ("faceauth_vision_admitted_requests", 0.0),
+    ] {
+        assert_eq!(gauge(&start, name), value, "{name}");
+    }
+
+    // Refusals: a bad request, an unknown path, an admin 404 under its route template.
+    let (status, body) =
+        server.post("/api/enroll", None, "cin_file", Some(common::fixture("id_card_person_a.jpg"))).await;
+    assert_eq!((status, body), (400, enroll_rejected("MISSING_USERNAME")));
+    assert_eq!(server.get("/no/such/path").await.0, 404);
+    assert_eq!(server.send(Method::DELETE, "/api/admin/users/nobody", None).await.0, 404);
+    assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await, (200, enrolled()));
+    assert_approved(&server.authenticate("alice", "video_person_a.mp4").await);
+
+    // Overload. The slow picture holds the only worker...
+    let crowd = common::crowd_of_selfies(6);
+    let authenticate = |bytes: Vec<u8>| {
+        server.request(Method::POST, "/api/authentificate?username=alice").multipart(upload_form("auth_video", bytes))
+    };
+    let slow = tokio::spawn(authenticate(crowd).send());
+    let wait_for = |name: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = scrape().await;
+            if gauge(&s, name) >= 1.0 {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{name} never reached 1: {}", s.0);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let running = wait_for("faceauth_vision_workers_busy").await;
+    assert_eq!(gauge(&running, "faceauth_vision_workers_busy"), 1.0);
+    // ... a second upload takes the queue's place and waits for it ...
+    let queued = tokio::spawn(authenticate(common::fixture("selfie_person_a.jpg")).send());
+    let waiting = wait_for("faceauth_vision_queue_depth").await;
+    assert_eq!(gauge(&waiting, "faceauth_vision_admitted_requests"), 2.0, "{}", waiting.0);
+    assert_eq!(gauge(&waiting, "faceauth_vision_workers_busy"), 1.0, "{}", waiting.0);
+    // ... and a third is refused.
+    let busy = authenticate(common::fixture("selfie_person_a.jpg")).send().await.expect("answer");
+    assert_eq!(busy.status().as_u16(), 503);
+    assert_eq!(busy.json::<serde_json::Value>().await.expect("json"), auth_rejected("SERVER_BUSY"));
+    assert!(!slow.is_finished(), "the slow picture finished before the overload was measured: make it slower");
+    let slow = slow.await.expect("task").expect("answer");
+    assert_eq!(slow.status().as_u16(), 200);
+    assert_approved(&answer(authenticate(common::fixture("selfie_person_a.jpg"))).await);
+    let queued = queued.await.expect("task").expect("answer");
+    assert_eq!(queued.status().as_u16(), 200, "the queued upload is answered once the worker is free");
+
+    let end = scrape().await;
+    let requests = |route: &str, status: &str, reason: &str| {
+        end.count(REQUESTS, &[("route", route), ("status", status), ("reason", reason)])
+    };
+    assert_eq!(requests("/api/enroll", "400", "MISSING_USERNAME"), 1.0, "{}", end.0);
+    assert_eq!(requests("unmatched", "404", "NOT_FOUND"), 1.0, "{}", end.0);
+    assert_eq!(requests("/api/admin/users/{username}", "404", "ERROR_DETECTED"), 1.0, "{}", end.0);
+    assert_eq!(requests("/api/authentificate", "503", "SERVER_BUSY"), 1.0, "{}", end.0);
+    // The video, the queued upload and the last one; the crowd is refused (several large faces).
+    assert_eq!(requests("/api/authentificate", "200", "AUTHENTIFICATION_SUCCESS"), 3.0, "{}", end.0);
+    assert_eq!(requests("/api/authentificate", "200", "MULTIPLE_FACES_DETECTED"), 1.0, "{}", end.0);
+    assert_eq!(requests("/api/enroll", "200", "ENROLLED_AS_USER"), 1.0, "{}", end.0);
+    // The scrapes themselves, under their route.
+    assert!(requests("/metrics", "200", "METRICS") >= 3.0, "{}", end.0);
+    // Every answer has a latency, in seconds.
+    let answered = end.count(REQUESTS, &[("route", "/api/authentificate")]);
+    let timed = end.count("faceauth_http_request_duration_seconds_count", &[("route", "/api/authentificate")]);
+    assert_eq!(timed, answered, "{}", end.0);
+    assert!(
+        end.0.contains(
+            "faceauth_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/authentificate\",le=\"0.05\"}"
+        ),
+        "{}",
+        end.0
+    );
+    // The stages: four stills decoded (the card, the crowd, two selfies), one video
+    // sampled, every picture and frame searched, each face measured, each decision timed.
+    let stage = |name: &str| end.count("faceauth_stage_duration_seconds_count", &[("stage", name)]);
+    assert_eq!(stage("decode"), 4.0, "{}", end.0);
+    assert_eq!(stage("decode_video"), 1.0, "{}", end.0);
+    assert!(stage("detect") >= 4.0 + 2.0, "{}", end.0);
+    assert!(stage("landmarks") >= stage("embed") && stage("embed") >= 6.0, "{}", end.0);
+    assert_eq!(stage("liveness"), 0.0, "the default policy asks for no liveness: {}", end.0);
+    assert_eq!(stage("policy"), 5.0, "{}", end.0);
+    // Per request at least the user lookup and the audit record.
+    assert!(stage("store") >= 2.0 * 5.0, "{}", end.0);
+    assert!(end.count("faceauth_stage_duration_seconds_sum", &[("stage", "embed")]) > 0.0, "{}", end.0);
+    // The decisions, by variant, as before.
+    let decisions = end.count(
+        "faceauth_decisions_total",
+        &[("endpoint", "authenticate"), ("role", "answer"), ("decision", "approved")],
+    );
+    assert_eq!(decisions, 3.0, "{}", end.0);
+    // And the pool is free again.
+    for name in ["faceauth_vision_workers_busy", "faceauth_vision_queue_depth", "faceauth_vision_admitted_requests"] {
+        assert_eq!(gauge(&end, name), 0.0, "{name}: {}", end.0);
+    }
+}

@@ -144,7 +144,8 @@ async fn ab_variants_are_sticky_shadows_are_recorded_and_nothing_changes_the_ans
     assert!(stats_variants.contains(&"strict-shadow") && stats_variants.contains(&"control"), "{stats}");
     let metrics = server.request(Method::GET, "/metrics").send().await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("faceauth_decisions_total{variant=\"strict-shadow\""), "{metrics}");
-    assert!(metrics.contains("faceauth_policy_call_duration_ms_bucket"), "{metrics}");
+    assert!(metrics.contains("faceauth_policy_call_duration_seconds_bucket{variant=\"strict-shadow\""), "{metrics}");
+    assert!(metrics.contains("faceauth_request_duration_seconds_bucket{variant=\"control\""), "{metrics}");
 
     // Replay: the control variant's component at threshold 0.99 would reject what was approved.
     let form = Form::new().text("variant", "control").text("params", r#"{"match-threshold": 0.99}"#);
@@ -191,8 +192,17 @@ async fn ab_variants_are_sticky_shadows_are_recorded_and_nothing_changes_the_ans
 }
 
 /// Loads `/admin` in headless Chromium and checks the rendered DOM: a table row and
-/// chart bars per variant, drawn by the page's script from the live statistics.
+/// chart bars per variant, drawn by the page's script from the live statistics, and
+/// the live panel's answers by status and pool numbers, the same as `/metrics`.
 async fn render_stats_page(server: &Server) {
+    // A refusal, so that the panel has a 4xx row; nothing else answers 400 meanwhile.
+    let (status, _) = server.post("/api/enroll", None, "cin_file", Some(common::fixture("id_card_person_a.jpg"))).await;
+    assert_eq!(status, 400);
+    let text = server.request(Method::GET, "/metrics").send().await.expect("metrics").text().await.expect("text");
+    let scrape = common::metrics::Scrape(text);
+    let refused = scrape.count("faceauth_http_requests_total", &[("status", "400")]);
+    let workers = scrape.count("faceauth_vision_workers", &[]);
+    assert!(refused >= 1.0 && workers >= 1.0, "{}", scrape.0);
     let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
         .iter()
         .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
@@ -214,6 +224,17 @@ async fn render_stats_page(server: &Server) {
         assert!(dom.contains(&format!("<td>{variant}</td>")), "no row for {variant}: {dom}");
     }
     assert!(dom.matches("class=\"bar\"").count() >= 4, "no chart bars: {dom}");
+    // The live panel, from /metrics.
+    assert!(dom.contains("<p id=\"live-error\"></p>"), "the live panel reported an error: {dom}");
+    assert!(
+        dom.contains(&format!("<tr class=\"status\" data-status=\"400\"><td>400</td><td>{refused}</td></tr>")),
+        "no 400 row with {refused} answers: {dom}"
+    );
+    assert!(dom.contains("<tr class=\"status\" data-status=\"200\"><td>200</td>"), "no 200 row: {dom}");
+    assert!(dom.contains("<td id=\"unavailable\">0</td>"), "{dom}");
+    assert!(dom.contains(&format!("<span id=\"workers\">{workers}</span>")), "{dom}");
+    assert!(dom.contains("<span id=\"busy-workers\">0</span>"), "{dom}");
+    assert!(dom.contains("<span id=\"queue-depth\">0</span>"), "{dom}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

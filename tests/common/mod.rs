@@ -10,6 +10,7 @@ use faceauth::config::EngineConfig;
 
 pub mod answers;
 pub mod in_process;
+pub mod metrics;
 pub mod server;
 
 pub fn repo_root() -> PathBuf {
@@ -78,4 +79,18 @@ pub fn ffmpeg<S: AsRef<std::ffi::OsStr>>(args: &[S]) {
         .expect("ffmpeg (scripts/setup.sh installs it)");
     let args: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
     assert!(status.success(), "ffmpeg {args:?}");
+}
+
+/// A JPEG of `selfie_person_a.jpg` tiled `n`x`n`: a slow picture to analyse (6x6,
+/// 36 faces: about 0.8 s on a 2-core machine), under the servers' upload limit.
+pub fn crowd_of_selfies(n: u32) -> Vec<u8> {
+    let selfie = image::load_from_memory(&fixture("selfie_person_a.jpg")).expect("fixture").to_rgb8();
+    let (w, h) = selfie.dimensions();
+    let mut crowd = image::RgbImage::new(w * n, h * n);
+    for i in 0..n * n {
+        image::imageops::replace(&mut crowd, &selfie, i64::from(w * (i % n)), i64::from(h * (i / n)));
+    }
+    let mut jpeg = Vec::new();
+    crowd.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).expect("encode");
+    jpeg
 }

@@ -19,6 +19,7 @@ use crate::policy::{
 };
 use crate::store::audit::{AuditLog, DecisionRecord, RecordedEvidence};
 use crate::store::{StoreError, UserStore, now_ms};
+use crate::telemetry::{self, Stage};
 use crate::vision::{AnalyzedFace, FaceAnalyzer, FaceEmbedding, ModelFiles, VisionError, VisionPool};
 
 pub use evidence::{faces as face_evidence, motion as motion_summary, summarize as summarize_frames};
@@ -111,6 +112,8 @@ impl FaceEngine {
     /// Loads ONNX Runtime, verifies and loads the models, compiles and self-checks the
     /// policies (one `--policy`, or the variants of `--policy-dir`).
     pub fn init(config: &EngineConfig) -> Result<Self, InitError> {
+        // Before the pool exists: its gauges are registered with the recorder.
+        telemetry::install();
         let lib = config.onnxruntime_lib().ok_or(InitError::OnnxRuntimeMissing)?;
         let env = crate::vision::onnx_environment(&lib)
             .map_err(|e| InitError::OnnxRuntime { path: lib.clone(), message: e.to_string() })?;
@@ -175,7 +178,9 @@ impl FaceEngine {
         let admitted = self.vision.admit()?;
         // Blinks and movement need denser frames than matching does.
         let max_frames = if with_liveness { self.video_limits.liveness_frames } else { self.video_limits.max_frames };
-        let sampled = video::sample_frames(bytes, &self.video_limits, max_frames).await?;
+        let sampled =
+            telemetry::timed_async(Stage::DecodeVideo, video::sample_frames(bytes, &self.video_limits, max_frames))
+                .await?;
         let image = sampled
             .first()
             .map(|f| ImageSize { width: f.pixels.width(), height: f.pixels.height() })
@@ -207,7 +212,7 @@ impl FaceEngine {
         let limits = self.decode_limits;
         // Decoded on the worker that analyses it (see `VisionPool::analyze_decoded`).
         let decode = move || {
-            let decoded = media::decode_image(&bytes, limits)?;
+            let decoded = telemetry::timed(Stage::Decode, || media::decode_image(&bytes, limits))?;
             let (width, height) = decoded.original_size;
             let scale = decoded.scale();
             Ok::<_, MediaError>((Arc::new(decoded.pixels), scale, ImageSize { width, height }))
@@ -242,13 +247,13 @@ impl AnalyzedMedia {
     }
 }
 
-/// The service: engine, store, audit log and decision counters. The HTTP layer and
-/// the CLI reach them only through its use cases (here and in `admin`).
+/// The service: engine, store, audit log and the process's metrics. The HTTP layer
+/// and the CLI reach them only through its use cases (here and in `admin`).
 pub struct FaceAuth {
     engine: FaceEngine,
     store: UserStore,
     audit: AuditLog,
-    metrics: Arc<stats::DecisionMetrics>,
+    metrics: &'static telemetry::Exporter,
     attempts: Option<AttemptLimit>,
 }
 
@@ -294,7 +299,14 @@ struct Decided {
 async fn decide(variant: &Variant, evidence: &Evidence) -> Decided {
     let started = std::time::Instant::now();
     let decision = variant.policy.decide(evidence.clone()).await;
-    Decided { decision, policy_ms: started.elapsed().as_secs_f64() * 1000.0 }
+    let elapsed = started.elapsed();
+    telemetry::observe_stage(Stage::Policy, elapsed);
+    Decided { decision, policy_ms: elapsed.as_secs_f64() * 1000.0 }
+}
+
+/// A database call on a request's path, timed as the `store` stage.
+async fn store_call<T>(call: impl std::future::Future<Output = T>) -> T {
+    telemetry::timed_async(Stage::Store, call).await
 }
 
 impl DecisionRecord {
@@ -329,7 +341,7 @@ struct Timing {
 impl FaceAuth {
     pub fn new(engine: FaceEngine, store: UserStore) -> Self {
         let audit = store.audit_log();
-        Self { engine, store, audit, metrics: Arc::default(), attempts: None }
+        Self { engine, store, audit, metrics: telemetry::install(), attempts: None }
     }
 
     /// This service with a limit on failed authentications per username.
@@ -342,7 +354,7 @@ impl FaceAuth {
         let Some(limit) = self.attempts else { return Ok(()) };
         let window_ms = limit.window.as_millis().min(i64::MAX as u128) as i64;
         let now = now_ms();
-        let (failures, first) = self.audit.failed_authentications(username, now - window_ms).await?;
+        let (failures, first) = store_call(self.audit.failed_authentications(username, now - window_ms)).await?;
         if failures < i64::from(limit.max_failures) {
             return Ok(());
         }
@@ -361,9 +373,10 @@ impl FaceAuth {
         self.engine.router.watch(interval)
     }
 
-    /// Decision counters since start-up, for `/metrics`.
-    pub fn metrics(&self) -> &stats::DecisionMetrics {
-        &self.metrics
+    /// The process's metrics since start-up (requests, vision pool, stages,
+    /// decisions), for `/metrics`.
+    pub fn metrics(&self) -> &'static telemetry::Exporter {
+        self.metrics
     }
 
     /// Deletes audit rows older than `retention` from now; returns how many.
@@ -404,7 +417,7 @@ impl FaceAuth {
         let started = std::time::Instant::now();
         let username = &validate_username(username)?;
         // Cheap early answer; the primary key still decides under a race.
-        if self.store.find(username).await?.is_some() {
+        if store_call(self.store.find(username)).await?.is_some() {
             return Err(UseCaseError::DuplicateUsername);
         }
         let route = self.engine.route(username)?;
@@ -418,7 +431,7 @@ impl FaceAuth {
     async fn authenticate_as(&self, id: String, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
         let started = std::time::Instant::now();
         let username = &validate_username(username)?;
-        let user = self.store.find(username).await?.ok_or(UseCaseError::UnknownUser)?;
+        let user = store_call(self.store.find(username)).await?.ok_or(UseCaseError::UnknownUser)?;
         // Before the analysis: a guessing attack costs no inference.
         self.check_attempts(username).await?;
         if user.model_version != self.engine.models.embedding_model_version {
@@ -475,19 +488,19 @@ impl FaceAuth {
             };
             answer.outcome = Outcome::Failed { failure, message: crate::error_chain(e) };
         }
-        self.metrics.observe(&answer);
-        if let Err(e) = self.audit.record(&answer).await {
+        stats::observe_decision(&answer);
+        if let Err(e) = store_call(self.audit.record(&answer)).await {
             // The decision stands; losing its audit row is logged loudly.
             tracing::error!(error = %e, request_id = %answer.request_id, "audit log write failed");
         }
         if !route.shadows.is_empty() {
-            let (audit, metrics, shadows) = (self.audit.clone(), self.metrics.clone(), route.shadows.clone());
+            let (audit, shadows) = (self.audit.clone(), route.shadows.clone());
             tokio::spawn(async move {
                 for variant in &shadows {
                     let decided = decide(variant, &evidence).await;
                     let record = answer.clone().with_outcome(variant, &decided, true);
-                    metrics.observe(&record);
-                    if let Err(e) = audit.record(&record).await {
+                    stats::observe_decision(&record);
+                    if let Err(e) = store_call(audit.record(&record)).await {
                         tracing::error!(error = %e, variant = %variant.name, "audit log write of a shadow failed");
                     }
                 }
@@ -503,7 +516,7 @@ impl FaceAuth {
         let embedding = primary.ok_or_else(|| {
             UseCaseError::Policy(PolicyError::InvalidDecision("approved an enrollment without a face".into()))
         })?;
-        Ok(self.store.insert(username, embedding, &self.engine.models.embedding_model_version).await?)
+        Ok(store_call(self.store.insert(username, embedding, &self.engine.models.embedding_model_version)).await?)
     }
 }
 

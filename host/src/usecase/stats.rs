@@ -1,13 +1,13 @@
 //! Per-variant statistics: from the audit log over a time window (JSON for the
-//! admin API and the stats page), and as process counters for Prometheus.
+//! admin API and the stats page), and as process metrics for Prometheus.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::store::audit::DecisionRecord;
+use crate::telemetry;
 
 /// Score histogram bins: [k/20, (k+1)/20) for k in 0..20; negatives go to the first.
 pub const SCORE_BINS: usize = 20;
@@ -97,92 +97,22 @@ fn score_bin(score: f64) -> usize {
     ((score.clamp(0.0, 1.0) * SCORE_BINS as f64) as usize).min(SCORE_BINS - 1)
 }
 
-/// Latency bucket bounds of the Prometheus histograms, milliseconds.
-const LATENCY_BUCKETS_MS: [f64; 12] = [0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0];
-
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    buckets: [u64; LATENCY_BUCKETS_MS.len()],
-    count: u64,
-    sum: f64,
+/// Counts one decision (an answer or a shadow's) in the process's metrics
+/// (`faceauth_decisions_total` and its duration histograms, see `telemetry`).
+pub fn observe_decision(r: &DecisionRecord) {
+    let labels = telemetry::DecisionLabels {
+        variant: &r.variant,
+        endpoint: r.endpoint.as_str(),
+        role: if r.shadow { "shadow" } else { "answer" },
+        decision: if r.outcome.approved() { "approved" } else { "rejected" },
+        reason: r.outcome.reason(),
+    };
+    telemetry::observe_decision(&labels, seconds(r.total_ms), seconds(r.policy_ms));
 }
 
-impl Histogram {
-    fn observe(&mut self, ms: f64) {
-        for (bucket, bound) in self.buckets.iter_mut().zip(LATENCY_BUCKETS_MS) {
-            if ms <= bound {
-                *bucket += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += ms;
-    }
-}
-
-#[derive(Debug, Default, Clone)]
-struct Series {
-    decisions: BTreeMap<(String, String), u64>,
-    total_ms: Histogram,
-    policy_ms: Histogram,
-}
-
-/// Counters since the process started, per variant and role, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct DecisionMetrics {
-    series: Mutex<BTreeMap<(String, &'static str, &'static str), Series>>,
-}
-
-impl DecisionMetrics {
-    pub fn observe(&self, r: &DecisionRecord) {
-        let role = if r.shadow { "shadow" } else { "answer" };
-        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let s = series.entry((r.variant.clone(), r.endpoint.as_str(), role)).or_default();
-        let decision = if r.outcome.approved() { "approved" } else { "rejected" };
-        *s.decisions.entry((decision.to_string(), r.outcome.reason().to_string())).or_default() += 1;
-        s.total_ms.observe(r.total_ms);
-        s.policy_ms.observe(r.policy_ms);
-    }
-
-    /// Prometheus text exposition format.
-    pub fn render(&self) -> String {
-        let series = self.series.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut out = String::new();
-        out.push_str(
-            "# HELP faceauth_decisions_total Policy decisions, by variant, endpoint, role, decision and reason.\n",
-        );
-        out.push_str("# TYPE faceauth_decisions_total counter\n");
-        for ((variant, endpoint, role), s) in &series {
-            for ((decision, reason), n) in &s.decisions {
-                let _ = writeln!(
-                    out,
-                    "faceauth_decisions_total{{variant=\"{}\",endpoint=\"{endpoint}\",role=\"{role}\",decision=\"{decision}\",reason=\"{}\"}} {n}",
-                    escape(variant),
-                    escape(reason)
-                );
-            }
-        }
-        for (name, help, pick) in [
-            ("faceauth_request_duration_ms", "Time to the answer, milliseconds.", 0),
-            ("faceauth_policy_call_duration_ms", "Time in the policy call, milliseconds.", 1),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            for ((variant, endpoint, role), s) in &series {
-                let h = if pick == 0 { &s.total_ms } else { &s.policy_ms };
-                let labels = format!("variant=\"{}\",endpoint=\"{endpoint}\",role=\"{role}\"", escape(variant));
-                for (bound, n) in LATENCY_BUCKETS_MS.iter().zip(h.buckets) {
-                    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {n}");
-                }
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-                let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
-                let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
-            }
-        }
-        out
-    }
-}
-
-fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// A recorded duration in milliseconds (never negative, never NaN) as a `Duration`.
+fn seconds(ms: f64) -> Duration {
+    Duration::try_from_secs_f64(ms / 1000.0).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -231,17 +161,40 @@ mod tests {
     }
 
     #[test]
-    fn prometheus_output_counts_and_buckets() {
-        let m = DecisionMetrics::default();
-        m.observe(&record("a\"x", true, "AUTHENTIFICATION_SUCCESS", Some(0.6), 120.0));
-        m.observe(&record("a\"x", false, "FACE_MISMATCH", None, 80.0));
-        let text = m.render();
-        assert!(text.contains(
-            "faceauth_decisions_total{variant=\"a\\\"x\",endpoint=\"authenticate\",role=\"answer\",decision=\"rejected\",reason=\"FACE_MISMATCH\"} 1"
-        ), "{text}");
-        assert!(text.contains("faceauth_request_duration_ms_bucket{variant=\"a\\\"x\",endpoint=\"authenticate\",role=\"answer\",le=\"100\"} 1"), "{text}");
-        assert!(text.contains(
-            "faceauth_request_duration_ms_count{variant=\"a\\\"x\",endpoint=\"authenticate\",role=\"answer\"} 2"
-        ));
+    fn decisions_are_counted_by_variant_role_and_reason_with_durations_in_seconds() {
+        let text = crate::telemetry::tests::recorded(|render| {
+            observe_decision(&record("a\"x", true, "AUTHENTIFICATION_SUCCESS", Some(0.6), 120.0));
+            observe_decision(&record("a\"x", false, "FACE_MISMATCH", None, 80.0));
+            observe_decision(&DecisionRecord { shadow: true, ..record("s", false, "POLICY_ERROR: trap", None, 30.0) });
+            render()
+        });
+        let series = "variant=\"a\\\"x\",endpoint=\"authenticate\",role=\"answer\"";
+        assert!(
+            text.contains(&format!(
+                "faceauth_decisions_total{{{series},decision=\"rejected\",reason=\"FACE_MISMATCH\"}} 1\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "faceauth_decisions_total{variant=\"s\",endpoint=\"authenticate\",role=\"shadow\",decision=\"rejected\",reason=\"POLICY_ERROR\"} 1\n"
+            ),
+            "{text}"
+        );
+        // 80 and 120 ms: one within 0.1 s, both within 0.15 s.
+        assert!(
+            text.contains(&format!("faceauth_request_duration_seconds_bucket{{{series},le=\"0.1\"}} 1\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("faceauth_request_duration_seconds_bucket{{{series},le=\"0.15\"}} 2\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("faceauth_request_duration_seconds_count{{{series}}} 2\n")), "{text}");
+        // The policy took 1 ms of each.
+        let policy = |le: &str| format!("faceauth_policy_call_duration_seconds_bucket{{{series},le=\"{le}\"}}");
+        assert!(text.contains(&format!("{} 0\n", policy("0.0005"))), "{text}");
+        assert!(text.contains(&format!("{} 2\n", policy("0.0025"))), "{text}");
+        assert!(!text.contains("_ms"), "{text}");
     }
 }

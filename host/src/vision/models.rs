@@ -17,6 +17,7 @@ use super::geometry::{
     warp_affine,
 };
 use super::{AnalyzedFace, FaceEmbedding, VisionError};
+use crate::telemetry::{self, Stage};
 
 const DETECTOR_W: u32 = 320;
 const DETECTOR_H: u32 = 240;
@@ -175,7 +176,7 @@ impl FaceAnalyzer {
         min_face_px: f32,
         with_liveness: bool,
     ) -> Result<Vec<AnalyzedFace>, VisionError> {
-        let mut detections = self.detect(image, min_face_px)?;
+        let mut detections = telemetry::timed(Stage::Detect, || self.detect(image, min_face_px))?;
         detections.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
         detections.truncate(MAX_FACES);
         let mut faces = Vec::with_capacity(detections.len());
@@ -307,21 +308,25 @@ impl FaceAnalyzer {
         detection: Detection,
         with_liveness: bool,
     ) -> Result<Option<AnalyzedFace>, VisionError> {
-        let landmarks = self.landmarks(image, &detection.bbox)?;
-        // Plain least squares over all five points, as the embedder was trained: a
-        // robust fit on 2-3 inliers (tried before) rotated and scaled faces with an
-        // open mouth or some yaw wrongly and cost 3 points of accuracy on LFW pairs.
-        let Some(transform) = similarity_transform(&five_points(&landmarks), &TEMPLATE_112) else {
+        let aligned = telemetry::timed(Stage::Landmarks, || {
+            let landmarks = self.landmarks(image, &detection.bbox)?;
+            // Plain least squares over all five points, as the embedder was trained: a
+            // robust fit on 2-3 inliers (tried before) rotated and scaled faces with an
+            // open mouth or some yaw wrongly and cost 3 points of accuracy on LFW pairs.
+            let aligned = similarity_transform(&five_points(&landmarks), &TEMPLATE_112)
+                .and_then(|transform| warp_affine(image, &transform, ALIGNED_SIDE));
+            Ok::<_, VisionError>(aligned.map(|aligned| (landmarks, aligned)))
+        })?;
+        let Some((landmarks, aligned)) = aligned else {
             return Ok(None);
         };
-        let Some(aligned) = warp_affine(image, &transform, ALIGNED_SIDE) else {
-            return Ok(None);
-        };
-        let Some(embedding) = self.embed(&aligned)? else {
+        let Some(embedding) = telemetry::timed(Stage::Embed, || self.embed(&aligned))? else {
             return Ok(None);
         };
         let (liveness, eyes_open) = if with_liveness {
-            (self.liveness(image, &detection.bbox)?, self.eyes_open(image, &landmarks)?)
+            telemetry::timed(Stage::Liveness, || {
+                Ok::<_, VisionError>((self.liveness(image, &detection.bbox)?, self.eyes_open(image, &landmarks)?))
+            })?
         } else {
             (None, None)
         };

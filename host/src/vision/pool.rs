@@ -1,6 +1,7 @@
 //! A bounded pool of `FaceAnalyzer`s: inference runs on blocking threads, at most
 //! one job per analyzer, with a short queue; beyond that callers get `Busy` at once
-//! (a fast 503) instead of piling up.
+//! (a fast 503) instead of piling up. Its busy workers, waiting jobs and admitted
+//! requests are gauges of the process's metrics (`telemetry::PoolGauges`).
 
 use std::sync::{Arc, Mutex};
 
@@ -8,12 +9,14 @@ use image::RgbImage;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{AnalyzedFace, FaceAnalyzer, VisionError};
+use crate::telemetry::{Held, PoolGauges};
 
 pub struct VisionPool {
     idle: Arc<Mutex<Vec<FaceAnalyzer>>>,
     workers: Arc<Semaphore>,
     admission: Arc<Semaphore>,
     min_face_px: f32,
+    gauges: PoolGauges,
 }
 
 /// Puts the analyzer back even if the job panicked.
@@ -36,7 +39,14 @@ impl Drop for Checkout {
 /// Each analysis holds a share of it too, so a client that hangs up does not free
 /// the place while its picture is still being analysed.
 pub struct Admission {
-    permit: Arc<OwnedSemaphorePermit>,
+    permit: Arc<Place>,
+}
+
+/// The admission permit and its count in the `admitted` gauge, released together
+/// (the count first: fields drop in order, so the gauge never shows one too many).
+struct Place {
+    _counted: Held,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl VisionPool {
@@ -47,6 +57,7 @@ impl VisionPool {
             workers: Arc::new(Semaphore::new(n)),
             admission: Arc::new(Semaphore::new(n + max_queued)),
             min_face_px,
+            gauges: PoolGauges::new(n, max_queued),
         }
     }
 
@@ -59,7 +70,7 @@ impl VisionPool {
     /// A place in the pool, or `Busy` at once when every worker and queue slot is taken.
     pub fn admit(&self) -> Result<Admission, VisionError> {
         let permit = self.admission.clone().try_acquire_owned().map_err(|_| VisionError::Busy)?;
-        Ok(Admission { permit: Arc::new(permit) })
+        Ok(Admission { permit: Arc::new(Place { _counted: self.gauges.admitted(), _permit: permit }) })
     }
 
     /// Analyses every face of one picture, at the upload's own size (a video frame),
@@ -93,7 +104,10 @@ impl VisionPool {
         E: Send + 'static,
         F: FnOnce() -> Result<(Arc<RgbImage>, f32, T), E> + Send + 'static,
     {
+        let waiting = self.gauges.waiting();
         let worker = self.workers.clone().acquire_owned().await.map_err(|_| VisionError::Busy)?;
+        drop(waiting);
+        let busy = self.gauges.busy();
         let place = admitted.permit.clone();
         let idle = self.idle.clone();
         let min_face_px = self.min_face_px;
@@ -102,7 +116,8 @@ impl VisionPool {
         // stay taken until then. Released with the future instead, the next request
         // found no idle analyzer and failed with a 500 (issue 11, defect 1).
         tokio::task::spawn_blocking(move || {
-            let _held = (worker, place);
+            // Dropped in this order: the busy count before the worker is handed on.
+            let _held = (busy, worker, place);
             let (image, scale, extra) = match decode() {
                 Ok(decoded) => decoded,
                 Err(e) => return Ok(Err(e)),
