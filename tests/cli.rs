@@ -1,5 +1,6 @@
 //! The command line's long jobs: a progress bar on a terminal, nothing but the
 //! results when piped (issue 12, CLI ergonomics).
+#![allow(clippy::expect_used)] // test code: a failed expectation is the test failing
 
 mod common;
 
