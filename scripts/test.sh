@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# The stats page is tested in a real headless browser: Debian's chromium.
+# The stats page and the demo page (with a fake camera) are tested in a real headless
+# browser: Debian's chromium.
 if ! command -v chromium >/dev/null 2>&1; then
-  printf '\033[1m==> %s\033[0m\n' "Installing chromium (Debian package), for the stats page test"
+  printf '\033[1m==> %s\033[0m\n' "Installing chromium (Debian package), for the stats and demo page tests"
   if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null
   else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
 fi
