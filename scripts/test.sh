@@ -23,6 +23,19 @@ if ! python3 -c 'import requests' >/dev/null 2>&1; then
     else sudo apt-get update -qq && sudo apt-get install -y -qq python3-requests >/dev/null; fi
   fi
 fi
+# The API contract (tests/openapi.rs) is fuzzed against the live server by
+# schemathesis (PyPI): the one on PATH, else a virtual environment under target/
+# (no system-wide pip install: a Debian system Python refuses them, PEP 668).
+if ! command -v schemathesis >/dev/null 2>&1 && [ ! -x target/schemathesis/bin/schemathesis ]; then
+  printf '\033[1m==> %s\033[0m\n' "Installing schemathesis (PyPI, into target/schemathesis), for the API contract test"
+  if ! python3 -m venv target/schemathesis >/dev/null 2>&1; then
+    # Debian's Python needs python3-venv for `python3 -m venv`.
+    if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv >/dev/null; fi
+    python3 -m venv target/schemathesis
+  fi
+  target/schemathesis/bin/python -m pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
+fi
 if ! command -v node >/dev/null 2>&1; then
   printf '\033[1m==> %s\033[0m\n' "Installing nodejs (Debian package), for the JavaScript example client test"
   if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq nodejs >/dev/null

@@ -6,47 +6,47 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::wire::{
+    AdminAnswer, DecisionJson, DecisionsAnswer, PolicyOverviewAnswer, PolicySetAnswer, ReplayAnswer, StatsAnswer,
+    UserErased,
+};
 use super::{AdminAccess, ApiState, error_chain, with_reason};
 use crate::policy::Param;
-use crate::policy::router::{PolicySet, RouterError};
+use crate::policy::router::RouterError;
 use crate::store::audit::{DecisionRecord, RecordedEvidence};
 use crate::usecase::FaceAuth;
 use crate::usecase::admin::{AdminError, Candidate, DecisionQuery, PolicyChange, ReplayScope};
 use crate::usecase::replay::parse_labels;
 
-pub(super) fn routes(state: ApiState) -> Router<ApiState> {
-    Router::new()
-        .route("/api/reset", post(reset))
-        .route("/api/admin/policies", get(list_policies))
-        .route("/api/admin/policies/reload", post(reload_policies))
-        .route("/api/admin/policies/{name}", put(put_policy).delete(retire_policy))
-        .route("/api/admin/users/{username}", axum::routing::delete(erase_user))
-        .route("/api/admin/decisions", get(decisions))
-        .route("/api/admin/stats", get(stats))
-        .route("/api/admin/replay", post(replay))
-        .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state, gate))
+/// The admin routes, documented; `super::router_with_limits` puts them behind [`gate`].
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(reset))
+        .routes(routes!(list_policies))
+        .routes(routes!(reload_policies))
+        .routes(routes!(put_policy, retire_policy))
+        .routes(routes!(erase_user))
+        .routes(routes!(decisions))
+        .routes(routes!(stats))
+        .routes(routes!(replay))
+        .routes(routes!(metrics))
 }
 
 fn error(status: StatusCode, why: impl std::fmt::Display) -> Response {
-    with_reason(status, json!({"code": status.as_u16(), "msg": format!("ERROR_DETECTED : {why}")}), "ERROR_DETECTED")
+    with_reason(status, AdminAnswer::error(status, why), "ERROR_DETECTED")
 }
 
-fn done(extra: Value) -> Response {
-    let mut body = json!({"code": 200, "msg": "DONE"});
-    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
-        body.extend(extra);
-    }
+fn done(body: impl serde::Serialize) -> Response {
     with_reason(StatusCode::OK, body, "DONE")
 }
 
@@ -97,7 +97,7 @@ impl From<MultipartError> for AdminError {
     }
 }
 
-async fn gate(
+pub(super) async fn gate(
     State(state): State<ApiState>,
     peer: Result<ConnectInfo<std::net::SocketAddr>, axum::extract::rejection::ExtensionRejection>,
     headers: HeaderMap,
@@ -116,67 +116,130 @@ async fn gate(
     response
 }
 
+/// Erases every user, atomically: templates deleted, audit rows pseudonymised.
+#[utoipa::path(
+    post,
+    path = "/api/reset",
+    tag = "admin",
+    description = "Erases every user atomically: templates deleted, audit rows keep only a keyed hash of the \
+        name. The original service's answer, `{\"code\":200,\"msg\":\"DONE\"}`.",
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "Done.", body = AdminAnswer),
+        (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 500, description = "`ERROR_DETECTED : <explanation>`: a database failure.", body = AdminAnswer),
+        (status = 503, description = "The database did not answer within `--db-timeout`: retry.", body = AdminAnswer),
+    ),
+)]
 async fn reset(State(app): State<Arc<FaceAuth>>) -> Result<Response, AdminError> {
     let erased = app.reset().await?;
     tracing::info!(users = erased.users, decisions = erased.decisions, "all users erased");
     // The original service's answer, unchanged.
-    Ok(done(json!({})))
+    Ok(done(AdminAnswer::done()))
 }
 
-/// Erases one user: `{"code":200,"msg":"DONE","erased":{"users":1,"decisions":N}}`,
-/// 404 for a name with no template and no audit rows.
+/// Erases one user (right to erasure).
+#[utoipa::path(
+    delete,
+    path = "/api/admin/users/{username}",
+    tag = "admin",
+    description = "Erases one user: the template is deleted and the user's audit rows keep only `erased:` and a \
+        keyed hash of the name.",
+    params(("username" = String, Path, description = "The name, exactly as enrolled (percent-encoded).")),
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "Erased; what was removed.", body = UserErased),
+        (status = 400, description = "Not a username that can exist (over 128 bytes, control or invisible format \
+            characters).", body = AdminAnswer),
+        (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 404, description = "No template and no audit rows under this username.", body = AdminAnswer),
+        (status = 500, description = "A database failure.", body = AdminAnswer),
+        (status = 503, description = "The database did not answer within `--db-timeout`: retry.", body = AdminAnswer),
+    ),
+)]
 async fn erase_user(State(app): State<Arc<FaceAuth>>, Path(username): Path<String>) -> Result<Response, AdminError> {
     match app.erase_user(&username).await? {
         Some(erased) => {
             tracing::info!(users = erased.users, decisions = erased.decisions, "a user erased");
-            Ok(done(json!({"erased": erased})))
+            Ok(done(UserErased::new(erased)))
         }
         None => Ok(error(StatusCode::NOT_FOUND, "no template and no audit rows under this username")),
     }
 }
 
-/// The policy set as JSON (what `GET /api/admin/policies` answers).
-pub fn describe(set: &PolicySet) -> Value {
-    json!({
-        "experiment": set.experiment,
-        "loaded_at_ms": set.loaded_at_ms,
-        "variants": set.variants.iter().map(|v| {
-            let info = v.policy.info();
-            json!({
-                "name": v.name,
-                "policy": info.name,
-                "version": info.version,
-                "component": v.policy.source().file_name().map(|n| n.to_string_lossy().into_owned()),
-                "sha256": v.policy.sha256(),
-                "requires_liveness": info.requires_liveness,
-                "weight": v.weight,
-                "shadow": v.shadow,
-                "params": v.policy.params().iter().map(|p| (p.name.clone(), p.value)).collect::<BTreeMap<_, _>>(),
-            })
-        }).collect::<Vec<_>>(),
-    })
-}
-
+/// The policy variants in force.
+#[utoipa::path(
+    get,
+    path = "/api/admin/policies",
+    tag = "admin",
+    description = "The policy variants in force (parameters, sha256, weights, shadows), whether they come from a \
+        policy directory, and the last refused reload.",
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The policy set.", body = PolicyOverviewAnswer),
+        (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+    ),
+)]
 async fn list_policies(State(app): State<Arc<FaceAuth>>) -> Response {
     let overview = app.policies();
-    done(json!({
-        "managed": overview.managed,
-        "directory": overview.directory.map(|d| d.display().to_string()),
-        "last_error": overview.last_error,
-        "set": describe(&overview.set),
-    }))
+    done(PolicyOverviewAnswer::new(
+        overview.managed,
+        overview.directory.map(|d| d.display().to_string()),
+        overview.last_error,
+        &overview.set,
+    ))
 }
 
 /// Answers a policy change with the new set.
 async fn change(app: &FaceAuth, change: PolicyChange) -> Result<Response, AdminError> {
     let set = app.change_policies(change).await?;
-    Ok(done(json!({"set": describe(&set)})))
+    Ok(done(PolicySetAnswer::new(&set)))
 }
 
+/// Re-reads the policy directory now.
+#[utoipa::path(
+    post,
+    path = "/api/admin/policies/reload",
+    tag = "admin",
+    description = "Rebuilds the policy set from `--policy-dir` now (each variant is instantiated and self-checked \
+        first; a refused set leaves the current one serving).",
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The new set.", body = PolicySetAnswer),
+        (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 409, description = "The server runs one fixed policy (`--policy`), not a directory.",
+            body = AdminAnswer),
+        (status = 422, description = "The directory's set is refused (catalog or component invalid).",
+            body = AdminAnswer),
+    ),
+)]
 async fn reload_policies(State(app): State<Arc<FaceAuth>>) -> Result<Response, AdminError> {
     change(&app, PolicyChange::Reload).await
 }
 
+/// Retires variant `name`.
+#[utoipa::path(
+    delete,
+    path = "/api/admin/policies/{name}",
+    tag = "admin",
+    description = "Retires a variant (not the last answering one), rewriting `policies.toml`.",
+    params(("name" = String, Path, description = "The variant's name.")),
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The new set.", body = PolicySetAnswer),
+        (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 404, description = "No variant of this name.", body = AdminAnswer),
+        (status = 409, description = "The server runs one fixed policy (`--policy`), not a directory.",
+            body = AdminAnswer),
+        (status = 422, description = "The set without it is refused (no variant would answer), or `policies.toml` \
+            could not be written.", body = AdminAnswer),
+    ),
+)]
 async fn retire_policy(State(app): State<Arc<FaceAuth>>, Path(name): Path<String>) -> Result<Response, AdminError> {
     change(&app, PolicyChange::Retire(name)).await
 }
@@ -211,6 +274,29 @@ fn parse_params(bytes: &[u8]) -> Result<BTreeMap<String, f64>, AdminError> {
 /// new variant needs a component: `component` (the .wasm file), `weight`,
 /// `shadow` (true/false), `params` (a JSON object of name: number overrides).
 /// Fields left out keep the variant's current value.
+#[utoipa::path(
+    put,
+    path = "/api/admin/policies/{name}",
+    tag = "admin",
+    description = "Adds or changes a variant, validated first (instantiated, parameters checked, self-checked); \
+        the files are written only once the new set is built.",
+    params(("name" = String, Path, description = "The variant's name (letters, digits, `-` and `_`).")),
+    request_body(content = super::wire::PutPolicyForm, content_type = "multipart/form-data"),
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The new set.", body = PolicySetAnswer),
+        (status = 400, description = "A field is wrong, unknown, or a new variant has no `component`.",
+            body = AdminAnswer),
+        (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 409, description = "The server runs one fixed policy (`--policy`), not a directory.",
+            body = AdminAnswer),
+        (status = 413, description = "The body exceeds `--max-upload-bytes`.", body = AdminAnswer),
+        (status = 422, description = "The component or the resulting set is refused (does not instantiate, \
+            rejects its parameters, fails its self-check, invalid name).", body = AdminAnswer),
+        (status = 500, description = "The policy directory could not be written.", body = AdminAnswer),
+    ),
+)]
 async fn put_policy(
     State(app): State<Arc<FaceAuth>>,
     Path(name): Path<String>,
@@ -237,7 +323,7 @@ async fn put_policy(
 
 /// A recorded decision as the admin API shows it (the keys of the first release;
 /// `error` is the message of a failure that replaced a policy decision).
-fn decision_json(r: DecisionRecord) -> Value {
+fn decision_json(r: DecisionRecord) -> DecisionJson {
     let evidence = match r.evidence {
         RecordedEvidence::Readable(e) => serde_json::to_value(&e).map(|tagged| tagged["evidence"].clone()),
         RecordedEvidence::Omitted => Ok(Value::Null),
@@ -247,33 +333,56 @@ fn decision_json(r: DecisionRecord) -> Value {
             Ok(json!({"unreadable": error, "stored": stored}))
         }
     };
-    json!({
-        "request_id": r.request_id,
-        "at_ms": r.at_ms,
-        "username": r.username,
-        "endpoint": r.endpoint,
-        "variant": r.variant,
-        "policy": r.policy,
-        "shadow": r.shadow,
-        "approved": r.outcome.approved(),
-        "reason": r.outcome.reason(),
-        "error": r.outcome.error(),
-        "score": r.outcome.score().map(f64::from),
-        "evidence": evidence.unwrap_or_else(|e| json!({"unserializable": e.to_string()})),
-        "analysis_ms": r.analysis_ms,
-        "policy_ms": r.policy_ms,
-        "total_ms": r.total_ms,
-    })
+    DecisionJson {
+        request_id: r.request_id,
+        at_ms: r.at_ms,
+        username: r.username,
+        endpoint: r.endpoint.into(),
+        variant: r.variant,
+        policy: r.policy,
+        shadow: r.shadow,
+        approved: r.outcome.approved(),
+        reason: r.outcome.reason().to_string(),
+        error: r.outcome.error().map(str::to_string),
+        score: r.outcome.score().map(f64::from),
+        evidence: evidence.unwrap_or_else(|e| json!({"unserializable": e.to_string()})),
+        analysis_ms: r.analysis_ms,
+        policy_ms: r.policy_ms,
+        total_ms: r.total_ms,
+    }
 }
 
 /// Recorded decisions, newest `limit` (default 100) in time order.
+#[utoipa::path(
+    get,
+    path = "/api/admin/decisions",
+    tag = "admin",
+    description = "Recorded decisions (the audit log), the newest `limit` in time order: each answer and each \
+        shadow decision, with the evidence the policy decided on.",
+    params(
+        ("since_ms" = Option<i64>, Query, description = "Recorded at or after this Unix time, ms."),
+        ("endpoint" = Option<super::wire::EndpointJson>, Query, description = "Only this endpoint's."),
+        ("variant" = Option<String>, Query, description = "Only this variant's."),
+        ("shadow" = Option<bool>, Query, description = "Only shadow (`true`) or answered (`false`) decisions."),
+        ("limit" = Option<i64>, Query, description = "The newest this many (default 100, at most 10 000)."),
+    ),
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The decisions.", body = DecisionsAnswer),
+        (status = 400, description = "A query parameter is malformed.", body = AdminAnswer),
+        (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 500, description = "A database failure.", body = AdminAnswer),
+        (status = 503, description = "The database did not answer within `--db-timeout`: retry.", body = AdminAnswer),
+    ),
+)]
 async fn decisions(
     State(app): State<Arc<FaceAuth>>,
     query: Result<Query<DecisionQuery>, QueryRejection>,
 ) -> Result<Response, AdminError> {
     let Query(q) = query?;
-    let records: Vec<Value> = app.decisions(q).await?.into_iter().map(decision_json).collect();
-    Ok(done(json!({"decisions": records})))
+    let records: Vec<DecisionJson> = app.decisions(q).await?.into_iter().map(decision_json).collect();
+    Ok(done(DecisionsAnswer::new(records)))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -283,16 +392,46 @@ struct StatsQuery {
 }
 
 /// Per-variant statistics over the audit log's window (at most the last 100 000 decisions).
+#[utoipa::path(
+    get,
+    path = "/api/admin/stats",
+    tag = "admin",
+    description = "Per-variant statistics over the audit log (at most its last 100 000 decisions): approval rate, \
+        reasons, score histogram, latency percentiles, the policy's share of the request time.",
+    params(("since_ms" = Option<i64>, Query, description = "Window start, Unix ms (default: the last 24 hours).")),
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The statistics.", body = StatsAnswer),
+        (status = 400, description = "A query parameter is malformed.", body = AdminAnswer),
+        (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 500, description = "A database failure.", body = AdminAnswer),
+        (status = 503, description = "The database did not answer within `--db-timeout`: retry.", body = AdminAnswer),
+    ),
+)]
 async fn stats(
     State(app): State<Arc<FaceAuth>>,
     query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Response, AdminError> {
     let Query(q) = query?;
     let report = app.stats(q.since_ms).await?;
-    Ok(done(serde_json::to_value(report).unwrap_or(Value::Null)))
+    Ok(done(StatsAnswer::new(report)))
 }
 
 /// Prometheus metrics (decisions and latencies per variant since start-up).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "admin",
+    description = "Prometheus text exposition: decisions by variant, endpoint, role, decision and reason; request \
+        and policy-call latency histograms. Admin-gated like the other admin endpoints.",
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The metrics.", body = String, content_type = "text/plain"),
+        (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+    ),
+)]
 async fn metrics(State(app): State<Arc<FaceAuth>>) -> Response {
     let mut response = axum::response::IntoResponse::into_response((
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
@@ -306,6 +445,28 @@ async fn metrics(State(app): State<Arc<FaceAuth>>) -> Response {
 /// (a .wasm) or `variant` (an existing variant's component), optional `params`
 /// (JSON object of overrides), `since_ms`, `limit` (default 10 000) and `labels`
 /// (CSV `request_id,label` with genuine/impostor).
+#[utoipa::path(
+    post,
+    path = "/api/admin/replay",
+    tag = "admin",
+    description = "Backtests a candidate policy over the recorded evidence: what would change (approve/reject \
+        counts, reason changes, per recorded variant; confusion matrices when labels are given).",
+    request_body(content = super::wire::ReplayForm, content_type = "multipart/form-data"),
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The report.", body = ReplayAnswer),
+        (status = 400, description = "A field is wrong or unknown.", body = AdminAnswer),
+        (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 404, description = "Neither `component` nor `variant` given, or no variant of that name.",
+            body = AdminAnswer),
+        (status = 413, description = "The body exceeds `--max-upload-bytes`.", body = AdminAnswer),
+        (status = 422, description = "The candidate is refused (does not instantiate, rejects its parameters).",
+            body = AdminAnswer),
+        (status = 500, description = "A database failure.", body = AdminAnswer),
+        (status = 503, description = "The database did not answer within `--db-timeout`: retry.", body = AdminAnswer),
+    ),
+)]
 async fn replay(
     State(app): State<Arc<FaceAuth>>,
     multipart: Result<Multipart, MultipartRejection>,
@@ -328,5 +489,5 @@ async fn replay(
         }
     }
     let report = app.replay(candidate, scope).await?;
-    Ok(done(json!({"report": report})))
+    Ok(done(ReplayAnswer::new(report)))
 }

@@ -5,6 +5,8 @@
 
 mod admin;
 mod demo;
+pub mod openapi;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,13 +17,14 @@ use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::media::MediaError;
 use crate::policy::{Decision, Endpoint};
 use crate::usecase::{FaceAuth, UseCaseError};
+use wire::{AdminAnswer, AuthenticateAnswer, EnrollAnswer, HealthAnswer, HealthStatus, ReadyAnswer, ReadyStatus};
 
 /// Request-level problems, found before any use case runs.
 #[derive(Debug, thiserror::Error)]
@@ -100,27 +103,22 @@ fn file_field(endpoint: Endpoint) -> &'static str {
     }
 }
 
-fn rejected(endpoint: Endpoint, reason: &str) -> Value {
+/// A refusal in the endpoint's shape.
+fn rejected(status: StatusCode, endpoint: Endpoint, reason: &str) -> Response {
     match endpoint {
-        Endpoint::Enroll => json!({"trained": "failed", "EnrollStatus": "REJECTED", "DecisionReason": reason}),
-        Endpoint::Authenticate => json!({"score": null, "Decision": "REJECTED", "DecisionReason": reason}),
+        Endpoint::Enroll => with_reason(status, EnrollAnswer::rejected(reason), reason),
+        Endpoint::Authenticate => with_reason(status, AuthenticateAnswer::rejected(reason), reason),
     }
 }
 
 fn decided(endpoint: Endpoint, decision: &Decision) -> Response {
-    let body = match (endpoint, decision.approved) {
-        (_, false) => rejected(endpoint, &decision.reason),
-        // The wire contract fixes the success reasons.
-        (Endpoint::Enroll, true) => {
-            json!({"trained": "success", "EnrollStatus": "APPROVED", "DecisionReason": "ENROLLED_AS_USER"})
+    match (endpoint, decision.approved) {
+        (_, false) => rejected(StatusCode::OK, endpoint, &decision.reason),
+        (Endpoint::Enroll, true) => with_reason(StatusCode::OK, EnrollAnswer::enrolled(), &decision.reason),
+        (Endpoint::Authenticate, true) => {
+            with_reason(StatusCode::OK, AuthenticateAnswer::approved(decision.score), &decision.reason)
         }
-        (Endpoint::Authenticate, true) => json!({
-            "score": decision.score.map(|s| (s as f64 * 1e6).round() / 1e6),
-            "Decision": "APPROVED",
-            "DecisionReason": "AUTHENTIFICATION_SUCCESS",
-        }),
-    };
-    with_reason(StatusCode::OK, body, &decision.reason)
+    }
 }
 
 /// A refusal in the endpoint's shape. A busy server's 503 is paced and carries
@@ -141,7 +139,7 @@ async fn failed(endpoint: Endpoint, error: &ApiError) -> Response {
     } else {
         tracing::debug!(%error, reason, "request refused");
     }
-    let mut response = with_reason(status, rejected(endpoint, reason), reason);
+    let mut response = rejected(status, endpoint, reason);
     let retry_after = match error {
         ApiError::UseCase(UseCaseError::Busy) => Some(1),
         ApiError::UseCase(UseCaseError::TooManyAttempts { retry_after_s }) => Some(*retry_after_s),
@@ -186,7 +184,7 @@ impl RateLimitedWarning {
     }
 }
 
-fn with_reason(status: StatusCode, body: Value, reason: &str) -> Response {
+fn with_reason(status: StatusCode, body: impl serde::Serialize, reason: &str) -> Response {
     let mut response = (status, Json(body)).into_response();
     response.extensions_mut().insert(LoggedReason(reason.to_string()));
     response
@@ -306,19 +304,31 @@ pub fn router(app: Arc<FaceAuth>, max_upload_bytes: usize, admin: AdminAccess) -
     router_with_limits(app, HttpLimits::with_max_upload(max_upload_bytes), admin)
 }
 
+/// Every documented route: the public ones, and the admin ones (not gated here:
+/// `router_with_limits` gates them; `openapi::document` reads the paths).
+/// Registered through `routes!` only, so none lacks its documentation.
+fn documented_routes() -> OpenApiRouter<ApiState> {
+    public_routes().merge(admin::routes())
+}
+
+fn public_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(enroll))
+        .routes(routes!(authenticate))
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(admin_page))
+}
+
 pub fn router_with_limits(app: Arc<FaceAuth>, limits: HttpLimits, admin: AdminAccess) -> Router {
     let (max_upload_bytes, body_pause) = (limits.max_upload_bytes, limits.body_pause);
     let state = ApiState { app, admin, limits };
-    Router::new()
-        .route("/api/enroll", post(enroll))
-        .route("/api/authentificate", post(authenticate))
-        .merge(admin::routes(state.clone()))
+    let gated = admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), admin::gate));
+    let (api, _) = public_routes().merge(gated).split_for_parts();
+    api
+        // Documented in `openapi` (its own router: the page and its assets).
         .merge(demo::routes())
-        // Liveness: the process answers. Readiness: it can serve (database, policies).
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/ready", get(ready))
-        // The page holds no data; it fetches the (gated) statistics itself.
-        .route("/admin", get(|| async { axum::response::Html(include_str!("stats_page.html")) }))
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "NOT_FOUND") })
         .method_not_allowed_fallback(|| async { api_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED") })
         .layer(DefaultBodyLimit::max(max_upload_bytes))
@@ -384,19 +394,54 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// A request no route answers, in the reset shape (`{"code", "msg"}`), so that no
 /// answer of the API has an empty body.
 fn api_error(status: StatusCode, reason: &str) -> Response {
-    with_reason(status, json!({"code": status.as_u16(), "msg": format!("ERROR_DETECTED : {reason}")}), reason)
+    with_reason(status, AdminAnswer::error(status, reason), reason)
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses((status = 200, description = "The process answers (liveness).", body = HealthAnswer)),
+)]
+async fn health() -> Json<HealthAnswer> {
+    Json(HealthAnswer { status: HealthStatus::Ok })
+}
+
+/// The statistics page. It holds no data; it fetches the (gated) statistics itself.
+#[utoipa::path(
+    get,
+    path = "/admin",
+    tag = "operations",
+    responses((status = 200, description = "The page that plots `/api/admin/stats` (HTML; with a token: \
+        `/admin#token=<token>`). Public: the data it shows is fetched through the admin gate.",
+        body = String, content_type = "text/html")),
+)]
+async fn admin_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("stats_page.html"))
 }
 
 /// 200 when the database answers and a policy variant can decide; else 503, saying which.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers and a policy variant can decide (readiness).",
+            body = ReadyAnswer),
+        (status = 503, description = "Not ready: `status` is `unavailable`, `database` the database's error \
+            (or `ok` when no variant answers).", body = ReadyAnswer),
+    ),
+)]
 async fn ready(State(app): State<Arc<FaceAuth>>) -> Response {
     let readiness = app.readiness().await;
     let status = if readiness.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({
-        "status": if readiness.is_ready() { "ready" } else { "unavailable" },
-        "database": readiness.database.as_ref().map_or_else(|e| e.to_string(), |()| "ok".to_string()),
-        "policy_variants": readiness.answering_variants,
-        "embedding_model": readiness.embedding_model,
-    });
+    let body = ReadyAnswer {
+        status: if readiness.is_ready() { ReadyStatus::Ready } else { ReadyStatus::Unavailable },
+        database: readiness.database.as_ref().map_or_else(|e| e.to_string(), |()| "ok".to_string()),
+        policy_variants: readiness.answering_variants,
+        embedding_model: readiness.embedding_model.clone(),
+    };
     let reason = if readiness.is_ready() { "READY" } else { "NOT_READY" };
     with_reason(status, body, reason)
 }
@@ -478,6 +523,32 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> RequestError 
     }
 }
 
+/// Enrolls a user from a photo of their ID card.
+#[utoipa::path(
+    post,
+    path = "/api/enroll",
+    tag = "verification",
+    params(("username" = Option<String>, Query, example = "alice",
+        description = "The account name (required, here or as the \
+        multipart field `username`). Trimmed, stored in Unicode NFC, at most 128 bytes, no control or invisible \
+        format characters; compared exactly.")),
+    request_body(content = wire::EnrollForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Decided by the policy: `trained` `success`, `EnrollStatus` `APPROVED`, \
+            `ENROLLED_AS_USER`; or `failed`, `REJECTED` and the policy's reason (`NO_FACE_DETECTED`, \
+            `MULTIPLE_FACES_DETECTED`, `FACE_TOO_SMALL`, `FACE_TOO_BLURRY`, `FACE_NOT_FRONTAL`, or another \
+            policy's code).", body = EnrollAnswer),
+        (status = 400, description = "The request is incomplete or malformed.", body = EnrollAnswer),
+        (status = 408, description = "The upload did not arrive within `--upload-timeout`.", body = EnrollAnswer),
+        (status = 409, description = "The username is taken (also when two enrollments race).", body = EnrollAnswer),
+        (status = 413, description = "The upload or the image is too large.", body = EnrollAnswer),
+        (status = 415, description = "Not a JPEG, PNG, WebP or BMP image.", body = EnrollAnswer),
+        (status = 422, description = "An image that cannot be decoded.", body = EnrollAnswer),
+        (status = 500, description = "A database or inference failure.", body = EnrollAnswer),
+        (status = 503, description = "Retry later (`SERVER_BUSY` carries `Retry-After: 1`); `POLICY_ERROR`: the \
+            policy failed, nothing was stored.", body = EnrollAnswer),
+    ),
+)]
 async fn enroll(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -487,6 +558,38 @@ async fn enroll(
     decide(Endpoint::Enroll, state, request_id_of(&headers), params, multipart).await
 }
 
+/// Authenticates a user with a selfie: a still image or a short video.
+#[utoipa::path(
+    post,
+    path = "/api/authentificate",
+    tag = "verification",
+    params(("username" = Option<String>, Query, example = "alice",
+        description = "The enrolled account name (required, here or \
+        as the multipart field `username`); the same rules as at enrollment.")),
+    request_body(content = wire::AuthenticateForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Decided by the policy: `APPROVED`, `AUTHENTIFICATION_SUCCESS` and the \
+            score; or `REJECTED`, a null score and the policy's reason (`FACE_MISMATCH`, `NO_FACE_DETECTED`, \
+            `MULTIPLE_FACES_DETECTED`, `FACE_TOO_SMALL`, `FACE_TOO_BLURRY`, `FACE_NOT_FRONTAL`, \
+            `LIVENESS_CHECK_FAILED`, or another policy's code).", body = AuthenticateAnswer),
+        (status = 400, description = "The request is incomplete or malformed.", body = AuthenticateAnswer),
+        (status = 404, description = "No user enrolled under this name.", body = AuthenticateAnswer),
+        (status = 408, description = "The upload did not arrive within `--upload-timeout`.",
+            body = AuthenticateAnswer),
+        (status = 409, description = "The user was enrolled with another embedding model: enroll again.",
+            body = AuthenticateAnswer),
+        (status = 413, description = "The upload, the image or the video is too large or too long.",
+            body = AuthenticateAnswer),
+        (status = 415, description = "Neither a supported image nor a video.", body = AuthenticateAnswer),
+        (status = 422, description = "An image or a video that cannot be decoded (in time).",
+            body = AuthenticateAnswer),
+        (status = 429, description = "Too many refused authentications of this username in `--attempt-window`; \
+            `Retry-After` says when to try again.", body = AuthenticateAnswer),
+        (status = 500, description = "A database or inference failure.", body = AuthenticateAnswer),
+        (status = 503, description = "Retry later (`SERVER_BUSY` carries `Retry-After: 1`); `POLICY_ERROR`: the \
+            policy failed.", body = AuthenticateAnswer),
+    ),
+)]
 async fn authenticate(
     State(state): State<ApiState>,
     headers: HeaderMap,
