@@ -2,6 +2,7 @@
 //! against the real binary. Two replicas on one PostgreSQL must agree (enroll,
 //! duplicate, a cross-replica race, attempt limits, reset), and `kill -9` in the
 //! middle of enrollments must leave every answered enrollment usable after a restart.
+#![allow(clippy::expect_used)] // test code: a failed expectation is the test failing
 
 mod common;
 
@@ -179,4 +180,54 @@ async fn kill_9_mid_enrollment_loses_no_answered_enrollment() {
     let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&mut conn).await.expect("check");
     assert_eq!(check, "ok");
     drop(first);
+}
+
+/// Issue 11, defect 10: 414 and 431 came from hyper with empty bodies (and 500 KB
+/// of headers were accepted); the optional per-client rate limit answers 429. All
+/// in the JSON shape of the route asked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_heads_and_rate_limited_clients_get_json_answers() {
+    let server = start_server_with(&[("FACEAUTH_RATE_LIMIT", "1"), ("FACEAUTH_RATE_LIMIT_BURST", "8")]).await;
+    let long = "a".repeat(9 * 1024);
+    let (status, body) = server.get(&format!("/health?x={long}")).await;
+    assert_eq!(status, 414);
+    assert_eq!(body, serde_json::json!({"code": 414, "msg": "ERROR_DETECTED : URI_TOO_LONG"}));
+    let (status, body) = server.post("/api/enroll", Some(&format!("username={long}")), "cin_file", None).await;
+    assert_eq!((status, body), (414, enroll_rejected("URI_TOO_LONG")));
+
+    let mut many = reqwest::header::HeaderMap::new();
+    for i in 0..150 {
+        many.insert(
+            reqwest::header::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).expect("name"),
+            "v".parse().expect("value"),
+        );
+    }
+    let (status, body) =
+        common::server::answer(server.request(reqwest::Method::GET, "/openapi.json").headers(many)).await;
+    assert_eq!(status, 431, "{body}");
+    assert_eq!(body["msg"], "ERROR_DETECTED : HEADERS_TOO_LARGE");
+    let big = "b".repeat(40 * 1024);
+    let request = server.request(reqwest::Method::POST, "/api/authentificate?username=x").header("x-big", big);
+    let (status, body) = common::server::answer(request).await;
+    assert_eq!(
+        (status, &body["DecisionReason"], &body["Decision"]),
+        (431, &"HEADERS_TOO_LARGE".into(), &"REJECTED".into())
+    );
+
+    // The three refusals above (not the one of /health: exempt) took 3 of the burst
+    // of 8: 5 more pass, then 429 with Retry-After.
+    for _ in 0..5 {
+        assert_eq!(server.get("/no-such-page").await.0, 404);
+    }
+    let response = server.request(reqwest::Method::GET, "/no-such-page").send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body, serde_json::json!({"code": 429, "msg": "ERROR_DETECTED : RATE_LIMITED"}));
+    let (status, body) = server.enroll("alice", "id_card_person_a.jpg").await;
+    assert_eq!((status, body), (429, enroll_rejected("RATE_LIMITED")));
+    // Probes are never throttled.
+    assert_eq!(server.get("/health").await.0, 200);
+    assert_eq!(server.get("/ready").await.0, 200);
 }

@@ -136,6 +136,15 @@ pub struct ServeConfig {
     /// server exits anyway (a stalled upload cannot hold it). A second signal exits at once.
     #[arg(long, env = "FACEAUTH_SHUTDOWN_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace: u64,
+    /// Requests per minute allowed per client address (the forwarded client behind a
+    /// `--trusted-proxy`), then 429 RATE_LIMITED with `Retry-After`; `/health` and
+    /// `/ready` are exempt. 0 (the default): no per-client limit (the worker queue's
+    /// 503 still bounds the load).
+    #[arg(long, env = "FACEAUTH_RATE_LIMIT", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit: u32,
+    /// Requests a client may send at once before `--rate-limit` paces it.
+    #[arg(long, env = "FACEAUTH_RATE_LIMIT_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate_limit_burst: u32,
     #[command(flatten)]
     pub engine: EngineConfig,
 }

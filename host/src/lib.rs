@@ -138,6 +138,10 @@ pub async fn run(
         body_pause: std::time::Duration::from_secs(config.header_timeout),
         upload_timeout: std::time::Duration::from_secs(config.upload_timeout),
         trusted_proxies: config.trusted_proxies.clone().into(),
+        rate_limit: std::num::NonZeroU32::new(config.rate_limit).map(|per_minute| http::limits::RateLimit {
+            per_minute,
+            burst: std::num::NonZeroU32::new(config.rate_limit_burst).unwrap_or(std::num::NonZeroU32::MIN),
+        }),
     };
     let router = http::router_with_limits(app.clone(), http_limits, admin);
     let limits = ConnectionLimits {
@@ -179,7 +183,13 @@ async fn serve(
     use tower::ServiceExt;
 
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    // hyper parses up to PARSED_HEADERS header lines so that the router answers past
+    // MAX_HEADERS in JSON (hyper's own 431 beyond 100 had an empty body).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_headers(http::limits::PARSED_HEADERS);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

@@ -5,6 +5,7 @@
 
 mod admin;
 mod demo;
+pub mod limits;
 pub mod openapi;
 pub mod wire;
 
@@ -283,8 +284,10 @@ pub struct HttpLimits {
     pub body_pause: std::time::Duration,
     /// The longest time to receive a whole upload.
     pub upload_timeout: std::time::Duration,
-    /// Reverse proxies whose `X-Forwarded-For` is believed (admin gate).
+    /// Reverse proxies whose `X-Forwarded-For` is believed (admin gate, rate limit).
     pub trusted_proxies: Arc<[IpAddr]>,
+    /// Requests per client address (`--rate-limit`); `None`: no per-client limit.
+    pub rate_limit: Option<limits::RateLimit>,
 }
 
 impl HttpLimits {
@@ -295,6 +298,7 @@ impl HttpLimits {
             body_pause: std::time::Duration::from_secs(10),
             upload_timeout: std::time::Duration::from_secs(120),
             trusted_proxies: Arc::new([]),
+            rate_limit: None,
         }
     }
 }
@@ -323,10 +327,11 @@ fn public_routes() -> OpenApiRouter<ApiState> {
 
 pub fn router_with_limits(app: Arc<FaceAuth>, limits: HttpLimits, admin: AdminAccess) -> Router {
     let (max_upload_bytes, body_pause) = (limits.max_upload_bytes, limits.body_pause);
+    let rate_limit = limits.rate_limit.map(|l| limits::ClientRateLimit::new(l, limits.trusted_proxies.clone()));
     let state = ApiState { app, admin, limits };
     let gated = admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), admin::gate));
     let (api, _) = public_routes().merge(gated).split_for_parts();
-    api
+    let api = api
         // Documented in `openapi` (its own router: the page and its assets).
         .merge(demo::routes())
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "NOT_FOUND") })
@@ -334,6 +339,14 @@ pub fn router_with_limits(app: Arc<FaceAuth>, limits: HttpLimits, admin: AdminAc
         .layer(DefaultBodyLimit::max(max_upload_bytes))
         // A client that stops sending mid-body loses its connection slot.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_pause))
+        // Oversized heads and, when configured, clients over their rate: refused in
+        // JSON before any route runs, still logged, counted and given a request id.
+        .layer(middleware::from_fn(limits::refuse_oversized_head));
+    let api = match rate_limit {
+        Some(rate_limit) => api.layer(middleware::from_fn_with_state(rate_limit, limits::limit_client_rate)),
+        None => api,
+    };
+    api
         // Innermost first: a panic becomes the JSON 500 that the log line and the
         // request id still see; the id is set (a client's own kept if sane) and
         // sent back on every answer.
