@@ -436,6 +436,34 @@ async fn every_documented_status_is_produced_and_conforms() {
     c.check(main(), stats, empty("GET", stats), 500).await;
     c.check(main(), replay, form(replay, "POST", &[("variant", variant.as_bytes())]), 500).await;
 
+    // Every operation: an oversized request target (414) and head (431), and, on a
+    // router with a per-client rate limit of a burst of 1, a second request (429).
+    let rate_limit =
+        faceauth::http::limits::RateLimit { per_minute: std::num::NonZeroU32::MIN, burst: std::num::NonZeroU32::MIN };
+    let limited = HttpLimits { rate_limit: Some(rate_limit), ..HttpLimits::with_max_upload(MAX_UPLOAD) };
+    let long_query = format!("x={}", "a".repeat(faceauth::http::limits::MAX_URI_BYTES));
+    for (template, method) in operations(&c.doc) {
+        let uri = concrete(&template);
+        let request = |uri: &str| Request::builder().method(method.to_uppercase().as_str()).uri(uri);
+        let long = request(&format!("{uri}?{long_query}")).body(Body::empty()).expect("request");
+        let body = c.check(main(), &template, long, 414).await;
+        assert!(body.to_string().contains("URI_TOO_LONG"), "{body}");
+        let mut many = request(&uri);
+        for i in 0..=faceauth::http::limits::MAX_HEADERS {
+            many = many.header(format!("x-h{i}"), "v");
+        }
+        let body = c.check(main(), &template, many.body(Body::empty()).expect("request"), 431).await;
+        assert!(body.to_string().contains("HEADERS_TOO_LARGE"), "{body}");
+        if !matches!(template.as_str(), "/health" | "/ready") {
+            // A router of its own: the first request takes the burst, the second is refused.
+            let router = faceauth::http::router_with_limits(app.clone(), limited.clone(), AdminAccess::LoopbackOnly)
+                .layer(MockConnectInfo(LOOPBACK_PEER));
+            let _ = router.clone().oneshot(request("/no-such-path").body(Body::empty()).expect("request")).await;
+            let body = c.check(router, &template, request(&uri).body(Body::empty()).expect("request"), 429).await;
+            assert!(body.to_string().contains("RATE_LIMITED"), "{body}");
+        }
+    }
+
     // Exactly the documented set, less the few that cannot be produced here.
     let documented = documented_statuses(&c.doc);
     let excused: BTreeSet<Documented> =

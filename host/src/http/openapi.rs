@@ -33,9 +33,12 @@ pub const ENROLL_REFUSALS: Refusals = &[
     (408, &["UPLOAD_TIMEOUT"]),
     (409, &["USERNAME_ALREADY_EXISTS"]),
     (413, &["FILE_TOO_LARGE", "IMAGE_TOO_LARGE"]),
+    (414, &["URI_TOO_LONG"]),
     // An ID document is a photo or a scan: a video is refused too.
     (415, &["UNSUPPORTED_MEDIA_TYPE"]),
     (422, &["INVALID_IMAGE"]),
+    (429, &["RATE_LIMITED"]),
+    (431, &["HEADERS_TOO_LARGE"]),
     (500, &["INTERNAL_ERROR"]),
     (503, &["SERVER_BUSY", "POLICY_ERROR", "DATABASE_UNAVAILABLE"]),
 ];
@@ -50,9 +53,11 @@ pub const AUTHENTICATE_REFUSALS: Refusals = &[
     (408, &["UPLOAD_TIMEOUT"]),
     (409, &["TEMPLATE_OUTDATED"]),
     (413, &["FILE_TOO_LARGE", "IMAGE_TOO_LARGE", "VIDEO_TOO_LONG", "VIDEO_TOO_LARGE"]),
+    (414, &["URI_TOO_LONG"]),
     (415, &["UNSUPPORTED_MEDIA_TYPE"]),
     (422, &["INVALID_IMAGE", "INVALID_VIDEO", "VIDEO_DECODE_TIMEOUT"]),
-    (429, &["TOO_MANY_ATTEMPTS"]),
+    (429, &["TOO_MANY_ATTEMPTS", "RATE_LIMITED"]),
+    (431, &["HEADERS_TOO_LARGE"]),
     (500, &["INTERNAL_ERROR"]),
     (503, &["SERVER_BUSY", "POLICY_ERROR", "DATABASE_UNAVAILABLE", "VIDEO_UNSUPPORTED"]),
 ];
@@ -146,9 +151,61 @@ pub fn document() -> OpenApi {
     let (_, paths) = super::documented_routes().split_for_parts();
     let mut doc = ApiDoc::openapi();
     doc.merge(paths);
+    RequestLimits.modify(&mut doc);
     NarrowRefusals.modify(&mut doc);
     GateDescriptions.modify(&mut doc);
     doc
+}
+
+/// The refusals of `limits`, before any route runs: 414 and 431 on every operation,
+/// 429 `RATE_LIMITED` on every one but the probes (only with `--rate-limit`), each
+/// in the shape of its path.
+struct RequestLimits;
+
+impl Modify for RequestLimits {
+    fn modify(&self, openapi: &mut OpenApi) {
+        use super::limits::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let schema = match path.as_str() {
+                "/api/enroll" => "EnrollAnswer",
+                "/api/authentificate" => "AuthenticateAnswer",
+                _ => "AdminAnswer",
+            };
+            let probe = matches!(path.as_str(), "/health" | "/ready");
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let mut refusals = vec![
+                    ("414", format!("The request target is over {} KiB (`URI_TOO_LONG`).", MAX_URI_BYTES / 1024)),
+                    (
+                        "431",
+                        format!(
+                            "Over {MAX_HEADERS} header lines or {} KiB of headers (`HEADERS_TOO_LARGE`).",
+                            MAX_HEADER_BYTES / 1024
+                        ),
+                    ),
+                ];
+                if !probe {
+                    refusals.push((
+                        "429",
+                        "With `--rate-limit` only: this client address is over its rate (`RATE_LIMITED`);                          `Retry-After` says in how many seconds to retry."
+                            .to_string(),
+                    ));
+                }
+                for (status, description) in refusals {
+                    let responses = &mut operation.responses.responses;
+                    if let Some(RefOr::T(existing)) = responses.get_mut(status) {
+                        existing.description = format!("{} {description}", existing.description);
+                        continue;
+                    }
+                    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build();
+                    let response =
+                        ResponseBuilder::new().description(description).content("application/json", content).build();
+                    responses.insert(status.to_string(), RefOr::T(response));
+                }
+            }
+        }
+    }
 }
 
 /// Every operation behind the admin gate says how it is gated.
