@@ -141,6 +141,7 @@ pub fn install() -> &'static Exporter {
 /// One answered request. `route` is the matched route template (`/api/admin/users/{username}`),
 /// never the raw path, so that label values stay few.
 pub fn observe_request(method: &str, route: &str, status: u16, reason: &str, elapsed: Duration) {
+    let method = method_label(method);
     let labels = [
         ("method", method.to_string()),
         ("route", route.to_string()),
@@ -150,6 +151,14 @@ pub fn observe_request(method: &str, route: &str, status: u16, reason: &str, ela
     metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
     metrics::histogram!(HTTP_DURATION, &[("method", method.to_string()), ("route", route.to_string())])
         .record(elapsed.as_secs_f64());
+}
+
+/// The method as a label: hyper accepts any token as a method, and each new label
+/// value is a series kept for ever, so `curl -X FOO$RANDOM` would grow the exporter
+/// without bound. Methods the API has none of are `OTHER`.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    KNOWN.into_iter().find(|known| *known == method).unwrap_or("OTHER")
 }
 
 /// The labels of one policy decision.
@@ -345,6 +354,24 @@ pub(crate) mod tests {
         assert!(text.contains("faceauth_stage_duration_seconds_bucket{stage=\"embed\",le=\"0.01\"} 0\n"), "{text}");
         assert!(text.contains("faceauth_stage_duration_seconds_bucket{stage=\"embed\",le=\"0.025\"} 1\n"), "{text}");
         assert!(text.contains("faceauth_stage_duration_seconds_count{stage=\"embed\"} 1\n"), "{text}");
+    }
+
+    /// Review of issue 12: any method token a client sends was a new label value.
+    #[test]
+    fn unknown_methods_share_one_label() {
+        let text = recorded(|render| {
+            for i in 0..50 {
+                observe_request(&format!("FOO{i}"), "unmatched", 405, "METHOD_NOT_ALLOWED", Duration::from_millis(1));
+            }
+            observe_request("GET", "unmatched", 404, "NOT_FOUND", Duration::from_millis(1));
+            render()
+        });
+        assert!(
+            text.contains("faceauth_http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"405\",reason=\"METHOD_NOT_ALLOWED\"} 50"),
+            "{text}"
+        );
+        assert!(!text.contains("FOO"), "{text}");
+        assert!(text.contains("method=\"GET\""), "{text}");
     }
 
     #[test]
