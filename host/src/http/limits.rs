@@ -66,8 +66,7 @@ pub struct RateLimit {
 
 type KeyedLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
 
-/// The per-client limiter (GCRA, `governor` through `tower_governor`), keyed by the
-/// client address the admin gate also uses (trusted proxies' `X-Forwarded-For`).
+/// The per-client limiter (`governor`'s keyed GCRA), keyed by `rate_key`.
 #[derive(Clone)]
 pub(super) struct ClientRateLimit {
     limiter: Arc<KeyedLimiter>,
@@ -100,6 +99,21 @@ impl ClientRateLimit {
     }
 }
 
+/// Whose budget a request spends: the client the admin gate would name, else the
+/// peer itself (forwarding headers from a peer that is not a declared proxy are
+/// ignored, so they cannot put everyone in one shared bucket). IPv6 by its /64: one
+/// host has a whole /64 to pick fresh addresses from.
+fn rate_key(client: Option<IpAddr>, peer: Option<IpAddr>) -> IpAddr {
+    match client.or(peer).map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V6(v6)) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        Some(v4) => v4,
+        None => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
+}
+
 /// 429 RATE_LIMITED with `Retry-After` for a client over its rate. `/health` and
 /// `/ready` are exempt (probes must not be throttled); an unknown client shares one key.
 pub(super) async fn limit_client_rate(State(limit): State<ClientRateLimit>, request: Request, next: Next) -> Response {
@@ -108,17 +122,34 @@ pub(super) async fn limit_client_rate(State(limit): State<ClientRateLimit>, requ
         return next.run(request).await;
     }
     let peer = request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-    let client = client_address(request.headers(), peer, &limit.trusted_proxies)
-        .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    let client = rate_key(client_address(request.headers(), peer, &limit.trusted_proxies), peer);
     match limit.limiter.check_key(&client) {
         Ok(()) => next.run(request).await,
         Err(not_until) => {
             use governor::clock::Clock;
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            let wait = not_until.wait_time_from(limit.limiter.clock().now());
             let mut response = refusal(path, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED");
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             response
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review of issue 11: a peer that sent `X-Forwarded-For` without being a declared
+    /// proxy had no client address, and all such requests shared one bucket.
+    #[test]
+    fn rate_keys_fall_back_to_the_peer_and_group_ipv6_by_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("address");
+        assert_eq!(rate_key(None, Some(ip("203.0.113.9"))), ip("203.0.113.9"));
+        assert_eq!(rate_key(Some(ip("198.51.100.1")), Some(ip("10.0.0.1"))), ip("198.51.100.1"));
+        assert_eq!(rate_key(None, Some(ip("2001:db8:1:2:aaaa::1"))), ip("2001:db8:1:2::"));
+        assert_eq!(rate_key(None, Some(ip("2001:db8:1:2:bbbb::7"))), rate_key(None, Some(ip("2001:db8:1:2::9"))));
+        assert_ne!(rate_key(None, Some(ip("2001:db8:1:3::1"))), rate_key(None, Some(ip("2001:db8:1:2::1"))));
+        assert_eq!(rate_key(None, Some(ip("::ffff:192.0.2.4"))), ip("192.0.2.4"));
     }
 }

@@ -188,7 +188,7 @@ impl Modify for RequestLimits {
                 if !probe {
                     refusals.push((
                         "429",
-                        "With `--rate-limit` only: this client address is over its rate (`RATE_LIMITED`);                          `Retry-After` says in how many seconds to retry."
+                        "With `--rate-limit` only: this client address is over its rate (`RATE_LIMITED`); `Retry-After` says in how many seconds to retry."
                             .to_string(),
                     ));
                 }
