@@ -118,7 +118,8 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, 
     let original_size = if turned { (height, width) } else { (width, height) };
     // Every JPEG goes through jpeg-decoder, patched to refuse a scan that ends early
     // (third_party/jpeg-decoder/PATCHED.md): `image`'s decoder fills it with grey.
-    // CMYK, rare in uploads, falls through to `image` unchecked.
+    // What else jpeg-decoder refuses (CMYK it does not convert, stray bytes, bad
+    // restart markers) goes to `image`'s more tolerant decoder, as before.
     let reduction = reduction_for(width, height);
     if format == ImageFormat::Jpeg
         && let Some(pixels) = decode_jpeg_reduced(bytes, width.div_ceil(reduction), height.div_ceil(reduction))?
@@ -129,16 +130,30 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, 
     Ok(DecodedImage { pixels: upright(image.into_rgb8(), orientation), format, original_size })
 }
 
+/// The start of the patched jpeg-decoder's error for a scan that ends early.
+const TRUNCATED_JPEG: &str = "premature end of entropy-coded data";
+
 /// A JPEG decoded at the DCT scale giving at least `width`x`height` (jpeg-decoder's
 /// `scale`); `None` for pixel formats other than grey and RGB (CMYK), which the
 /// full-size decoder handles.
 fn decode_jpeg_reduced(bytes: &[u8], width: u32, height: u32) -> Result<Option<RgbImage>, MediaError> {
-    let corrupt = |e: jpeg_decoder::Error| MediaError::Corrupt(e.to_string());
+    // The patch's error is final; any other leaves the file to `image` (`None`).
+    let refused = |e: jpeg_decoder::Error| match e {
+        jpeg_decoder::Error::Format(message) if message.starts_with(TRUNCATED_JPEG) => {
+            Err(MediaError::Corrupt(message))
+        }
+        _ => Ok(None),
+    };
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    let (w, h) = decoder
-        .scale(u16::try_from(width).unwrap_or(u16::MAX), u16::try_from(height).unwrap_or(u16::MAX))
-        .map_err(corrupt)?;
-    let data = decoder.decode().map_err(corrupt)?;
+    let scaled = decoder.scale(u16::try_from(width).unwrap_or(u16::MAX), u16::try_from(height).unwrap_or(u16::MAX));
+    let (w, h) = match scaled {
+        Ok(size) => size,
+        Err(e) => return refused(e),
+    };
+    let data = match decoder.decode() {
+        Ok(data) => data,
+        Err(e) => return refused(e),
+    };
     let Some(info) = decoder.info() else { return Ok(None) };
     let (w, h) = (u32::from(w), u32::from(h));
     let rgb = match info.pixel_format {
@@ -285,7 +300,7 @@ mod tests {
                     .expect("encodes");
                 let whole = decode_image(&encoded, DecodeLimits::default()).expect("the whole file decodes");
                 assert_eq!(whole.original_size, img.dimensions());
-                for keep in [0.5, 0.9, 0.99] {
+                for keep in [0.1, 0.3, 0.5, 0.7, 0.9, 0.99] {
                     let mut cut = encoded[..(encoded.len() as f64 * keep) as usize].to_vec();
                     cut.extend_from_slice(&[0xFF, 0xD9]);
                     let result = decode_image(&cut, DecodeLimits::default());

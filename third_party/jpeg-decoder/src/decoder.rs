@@ -998,7 +998,8 @@ impl<R: Read> Decoder<R> {
                                     scan.successive_approximation_low,
                                     &mut eob_run,
                                     &mut dc_predictors[i],
-                                )?;
+                                )
+                                .map_err(|e| truncated_or(e, &huffman))?;
                             } else {
                                 decode_block_successive_approximation(
                                     &mut self.reader,
@@ -1008,7 +1009,8 @@ impl<R: Read> Decoder<R> {
                                     scan.spectral_selection.clone(),
                                     scan.successive_approximation_low,
                                     &mut eob_run,
-                                )?;
+                                )
+                                .map_err(|e| truncated_or(e, &huffman))?;
                             }
                         }
                     }
@@ -1063,9 +1065,7 @@ impl<R: Read> Decoder<R> {
         // faceauth patch: a scan whose data ended before its last block (a truncated
         // file with an end marker put back) is an error, not a half-grey picture.
         if huffman.consumed_fill_bits() > 0 {
-            return Err(Error::Format(
-                "premature end of entropy-coded data: the image is truncated".to_owned(),
-            ));
+            return Err(truncated());
         }
 
         let mut marker = huffman.take_marker(&mut self.reader)?;
@@ -1091,6 +1091,21 @@ impl<R: Read> Decoder<R> {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// faceauth patch: the error for a scan that needed bits past the end of its data.
+fn truncated() -> Error {
+    Error::Format("premature end of entropy-coded data: the image is truncated".to_owned())
+}
+
+/// faceauth patch: an error met while decoding the zero fill after the data ended is
+/// the truncation itself (zeros often decode to an invalid code before the scan ends).
+fn truncated_or(error: Error, huffman: &HuffmanDecoder) -> Error {
+    if huffman.consumed_fill_bits() > 0 {
+        truncated()
+    } else {
+        error
+    }
+}
+
 fn decode_block<R: Read>(
     reader: &mut R,
     coefficients: &mut [i16; 64],
