@@ -377,3 +377,25 @@ fn a_request_in_flight_finishes_on_the_policy_it_started_with() {
     let decision = in_flight.answer.policy.decide_authenticate_blocking(&evidence).expect("decides");
     assert_eq!(decision.reason, "FACE_MISMATCH");
 }
+
+/// A change the server cannot write to the policy directory must not serve: the
+/// set in memory installed before its files were written, so a PUT answered 500
+/// while the new variant took traffic, and the next reload dropped it silently.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_change_that_cannot_be_written_does_not_serve() {
+    use sha2::Digest;
+    let dir = policy_dir("[[variant]]\nname = \"main\"\ncomponent = \"default_policy.wasm\"\nweight = 1\n");
+    let server = start_with_dir(dir.path()).await;
+    let strict = std::fs::read(common::policy_wasm("strict-policy")).expect("strict component");
+    // The component's content-addressed file name taken by a directory: its write fails.
+    let sha: String = sha2::Sha256::digest(&strict).iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir(dir.path().join(format!("blocked-{}.wasm", &sha[..12]))).expect("blocking directory");
+    let form = Form::new().part("component", Part::bytes(strict).file_name("policy.wasm")).text("weight", "1");
+    let (status, body) = server.send(Method::PUT, "/api/admin/policies/blocked", Some(form)).await;
+    assert_eq!(status, 500, "{body}");
+    let (_, now) = server.get("/api/admin/policies").await;
+    assert_eq!(variant_names(&now), ["main"], "a change that was not written serves: {now}");
+    assert!(now["last_error"].as_str().is_some_and(|e| e.contains("blocked")), "{now}");
+    let on_disk = std::fs::read_to_string(dir.path().join("policies.toml")).expect("catalog");
+    assert!(!on_disk.contains("blocked"), "{on_disk}");
+}

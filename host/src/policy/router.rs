@@ -317,9 +317,9 @@ impl PolicyRouter {
 
     /// The one way the set changes, under the change lock: the new catalog (the
     /// directory's, or the catalog on disk edited) is validated and its whole set
-    /// built and installed (`install`: on failure the old set keeps serving and the
-    /// reason is recorded); only then is an edit written, and the directory as it
-    /// then is remembered so the watcher does not reload the router's own writes.
+    /// built, an edit written, and only then installed (`install`: on any failure the
+    /// old set keeps serving and the reason is recorded); the directory as it then is
+    /// remembered so the watcher does not reload the router's own writes.
     fn apply(&self, change: Change<'_>) -> Result<Arc<PolicySet>, RouterError> {
         let Source::Directory(dir) = &self.source else { return Err(RouterError::NotManaged) };
         let mut fingerprint = self.changing.lock().unwrap_or_else(|p| p.into_inner());
@@ -340,13 +340,22 @@ impl PolicyRouter {
                 (catalog, staged)
             }
         };
-        let result = self.build_set(dir, &catalog, staged.as_ref().map(|(file, bytes)| (file.as_str(), *bytes)));
+        let mut result = self.build_set(dir, &catalog, staged.as_ref().map(|(file, bytes)| (file.as_str(), *bytes)));
+        if edits && result.is_ok() {
+            // Written before it serves: a set installed then not saved answered 500
+            // while it took traffic, and the next reload dropped it unsaid. A failed
+            // write is the server's (500), not the client's.
+            let written = staged
+                .map_or(Ok(()), |(file, bytes)| {
+                    write_atomically(dir, &file, bytes).map(|_| ()).map_err(|e| format!("{file}: {e}"))
+                })
+                .and_then(|()| catalog.write(dir).map_err(|e| e.to_string()));
+            if let Err(e) = written {
+                result = Err(RouterError::Write(e));
+            }
+        }
         let set = self.install(result)?;
         if edits {
-            if let Some((file, bytes)) = staged {
-                write_atomically(dir, &file, bytes).map_err(RouterError::Write)?;
-            }
-            catalog.write(dir)?;
             *fingerprint = Some(directory_fingerprint(dir));
         }
         Ok(set)
