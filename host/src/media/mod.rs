@@ -122,7 +122,7 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, 
     // restart markers) goes to `image`'s more tolerant decoder, as before.
     let reduction = reduction_for(width, height);
     if format == ImageFormat::Jpeg
-        && let Some(pixels) = decode_jpeg_reduced(bytes, width.div_ceil(reduction), height.div_ceil(reduction))?
+        && let Some(pixels) = decode_jpeg(bytes, width.div_ceil(reduction), height.div_ceil(reduction))?
     {
         return Ok(DecodedImage { pixels: upright(pixels, orientation), format, original_size });
     }
@@ -133,10 +133,11 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, 
 /// The start of the patched jpeg-decoder's error for a scan that ends early.
 const TRUNCATED_JPEG: &str = "premature end of entropy-coded data";
 
-/// A JPEG decoded at the DCT scale giving at least `width`x`height` (jpeg-decoder's
-/// `scale`); `None` for pixel formats other than grey and RGB (CMYK), which the
-/// full-size decoder handles.
-fn decode_jpeg_reduced(bytes: &[u8], width: u32, height: u32) -> Result<Option<RgbImage>, MediaError> {
+/// A JPEG decoded by the patched jpeg-decoder at the DCT scale giving at least
+/// `width`x`height` (its `scale`: full size when the image is small); an error only
+/// for a truncated scan, `None` for anything else it cannot give as RGB (CMYK, or a
+/// file it refuses), which `image`'s decoder then handles.
+fn decode_jpeg(bytes: &[u8], width: u32, height: u32) -> Result<Option<RgbImage>, MediaError> {
     // The patch's error is final; any other leaves the file to `image` (`None`).
     let refused = |e: jpeg_decoder::Error| match e {
         jpeg_decoder::Error::Format(message) if message.starts_with(TRUNCATED_JPEG) => {
