@@ -39,9 +39,17 @@ pub async fn app(policy_crate: &str) -> (Arc<FaceAuth>, tempfile::TempDir) {
 /// The HTTP router of `app`, each request coming from `peer`: axum's
 /// `MockConnectInfo`, which the `ConnectInfo` extractor (the admin gate's) falls
 /// back to when there is no real connection. Without a peer the loopback-only gate
-/// refuses.
+/// refuses. Each request names the server `Host: 127.0.0.1` unless it names one
+/// itself, as every HTTP/1.1 client does (the loopback-only gate refuses a request
+/// that names no loopback host: DNS rebinding).
 pub fn router(app: &Arc<FaceAuth>, admin: AdminAccess, peer: SocketAddr) -> axum::Router {
-    faceauth::http::router(app.clone(), MAX_UPLOAD, admin).layer(MockConnectInfo(peer))
+    faceauth::http::router(app.clone(), MAX_UPLOAD, admin).layer(MockConnectInfo(peer)).layer(
+        axum::middleware::map_request(|mut request: Request<Body>| async move {
+            let host = axum::http::HeaderValue::from_static("127.0.0.1");
+            request.headers_mut().entry(axum::http::header::HOST).or_insert(host);
+            request
+        }),
+    )
 }
 
 /// A `multipart/form-data` body with one file part: (content type, body).

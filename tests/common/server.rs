@@ -38,6 +38,12 @@ impl Drop for Server {
     }
 }
 
+/// The binary under test: this build's, or `FACEAUTH_TEST_SERVER_BIN` (an earlier
+/// build, to show that a new test fails on the code before its fix).
+pub fn server_binary() -> std::path::PathBuf {
+    std::env::var_os("FACEAUTH_TEST_SERVER_BIN").map_or_else(|| env!("CARGO_BIN_EXE_faceauth").into(), Into::into)
+}
+
 pub async fn start_server() -> Server {
     start_server_with(&[]).await
 }
@@ -57,13 +63,14 @@ pub async fn start_server_under(wrapper: &[&str], extra_env: &[(&str, &str)]) ->
         Ok(filter) if !filter.is_empty() => format!("faceauth=info,{filter}"),
         _ => "info,ort=warn,wasmtime=warn,cranelift=warn".to_string(),
     };
+    let binary = server_binary();
     let mut command = match wrapper.split_first() {
         Some((program, args)) => {
             let mut c = Command::new(program);
-            c.args(args).arg(env!("CARGO_BIN_EXE_faceauth"));
+            c.args(args).arg(&binary);
             c
         }
-        None => Command::new(env!("CARGO_BIN_EXE_faceauth")),
+        None => Command::new(&binary),
     };
     let mut child = command
         .arg("serve")

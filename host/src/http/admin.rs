@@ -9,18 +9,19 @@ use std::sync::Arc;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::access::AdminRequest;
 use super::wire::{
     AdminAnswer, DecisionJson, DecisionsAnswer, PolicyOverviewAnswer, PolicySetAnswer, ReplayAnswer, StatsAnswer,
     UserErased,
 };
-use super::{AdminAccess, ApiState, error_chain, with_reason};
+use super::{ApiState, error_chain, with_reason};
 use crate::policy::Param;
 use crate::policy::router::RouterError;
 use crate::store::audit::{DecisionRecord, RecordedEvidence};
@@ -97,21 +98,28 @@ impl From<MultipartError> for AdminError {
     }
 }
 
+/// Admin actions that take no body: a request to them with a form's body came from a form.
+const BODYLESS_ACTIONS: [&str; 2] = ["/api/reset", "/api/admin/policies/reload"];
+
 pub(super) async fn gate(
     State(state): State<ApiState>,
     peer: Result<ConnectInfo<std::net::SocketAddr>, axum::extract::rejection::ExtensionRejection>,
-    headers: HeaderMap,
     request: Request,
     next: Next,
 ) -> Response {
-    if state.admin.allows(&headers, peer.ok().map(|p| p.0), &state.limits.trusted_proxies) {
-        return next.run(request).await;
-    }
-    let (status, why) = match state.admin {
-        AdminAccess::Token(_) => (StatusCode::UNAUTHORIZED, "a valid admin token is required"),
-        AdminAccess::LoopbackOnly => (StatusCode::FORBIDDEN, "admin endpoints answer loopback clients only"),
+    let admin_request = AdminRequest {
+        method: request.method(),
+        uri: request.uri(),
+        headers: request.headers(),
+        peer: peer.ok().map(|p| p.0),
+        trusted_proxies: &state.limits.trusted_proxies,
+        takes_no_body: BODYLESS_ACTIONS.contains(&request.uri().path()),
     };
-    let mut response = error(status, why);
+    let refusal = match state.admin.check(&admin_request) {
+        Ok(()) => return next.run(request).await,
+        Err(refusal) => refusal,
+    };
+    let mut response = error(refusal.status(), refusal);
     response.extensions_mut().insert(super::LoggedReason("ADMIN_REFUSED".into()));
     response
 }
@@ -127,7 +135,8 @@ pub(super) async fn gate(
     responses(
         (status = 200, description = "Done.", body = AdminAnswer),
         (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
-        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback, or does not \
+            name a loopback `Host`; or a browser sent it from another site's page.", body = AdminAnswer),
         (status = 500, description = "`ERROR_DETECTED : <explanation>`: a database failure.", body = AdminAnswer),
         (status = 503, description = "The database did not answer within `--db-timeout`: retry.", body = AdminAnswer),
     ),
@@ -150,10 +159,11 @@ async fn reset(State(app): State<Arc<FaceAuth>>) -> Result<Response, AdminError>
     security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "Erased; what was removed.", body = UserErased),
-        (status = 400, description = "Not a username that can exist (over 128 bytes, control or invisible format \
+        (status = 400, description = "Not a username that can exist (over 128 bytes, control or invisible \
             characters).", body = AdminAnswer),
         (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
-        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback, or does not \
+            name a loopback `Host`; or a browser sent it from another site's page.", body = AdminAnswer),
         (status = 404, description = "No template and no audit rows under this username.", body = AdminAnswer),
         (status = 500, description = "A database failure.", body = AdminAnswer),
         (status = 503, description = "The database did not answer within `--db-timeout`: retry.", body = AdminAnswer),
@@ -180,7 +190,8 @@ async fn erase_user(State(app): State<Arc<FaceAuth>>, Path(username): Path<Strin
     responses(
         (status = 200, description = "The policy set.", body = PolicyOverviewAnswer),
         (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
-        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback, or does not \
+            name a loopback `Host`; or a browser sent it from another site's page.", body = AdminAnswer),
     ),
 )]
 async fn list_policies(State(app): State<Arc<FaceAuth>>) -> Response {
@@ -210,7 +221,8 @@ async fn change(app: &FaceAuth, change: PolicyChange) -> Result<Response, AdminE
     responses(
         (status = 200, description = "The new set.", body = PolicySetAnswer),
         (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
-        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback, or does not \
+            name a loopback `Host`; or a browser sent it from another site's page.", body = AdminAnswer),
         (status = 409, description = "The server runs one fixed policy (`--policy`), not a directory.",
             body = AdminAnswer),
         (status = 422, description = "The directory's set is refused (catalog or component invalid).",
@@ -232,7 +244,8 @@ async fn reload_policies(State(app): State<Arc<FaceAuth>>) -> Result<Response, A
     responses(
         (status = 200, description = "The new set.", body = PolicySetAnswer),
         (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
-        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback, or does not \
+            name a loopback `Host`; or a browser sent it from another site's page.", body = AdminAnswer),
         (status = 404, description = "No variant of this name.", body = AdminAnswer),
         (status = 409, description = "The server runs one fixed policy (`--policy`), not a directory.",
             body = AdminAnswer),
@@ -288,7 +301,8 @@ fn parse_params(bytes: &[u8]) -> Result<BTreeMap<String, f64>, AdminError> {
         (status = 400, description = "A field is wrong, unknown, or a new variant has no `component`.",
             body = AdminAnswer),
         (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
-        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback, or does not \
+            name a loopback `Host`; or a browser sent it from another site's page.", body = AdminAnswer),
         (status = 409, description = "The server runs one fixed policy (`--policy`), not a directory.",
             body = AdminAnswer),
         (status = 413, description = "The body exceeds `--max-upload-bytes`.", body = AdminAnswer),
@@ -371,7 +385,8 @@ fn decision_json(r: DecisionRecord) -> DecisionJson {
         (status = 200, description = "The decisions.", body = DecisionsAnswer),
         (status = 400, description = "A query parameter is malformed.", body = AdminAnswer),
         (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
-        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback, or does not \
+            name a loopback `Host`; or a browser sent it from another site's page.", body = AdminAnswer),
         (status = 500, description = "A database failure.", body = AdminAnswer),
         (status = 503, description = "The database did not answer within `--db-timeout`: retry.", body = AdminAnswer),
     ),
@@ -404,7 +419,8 @@ struct StatsQuery {
         (status = 200, description = "The statistics.", body = StatsAnswer),
         (status = 400, description = "A query parameter is malformed.", body = AdminAnswer),
         (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
-        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback, or does not \
+            name a loopback `Host`; or a browser sent it from another site's page.", body = AdminAnswer),
         (status = 500, description = "A database failure.", body = AdminAnswer),
         (status = 503, description = "The database did not answer within `--db-timeout`: retry.", body = AdminAnswer),
     ),
@@ -429,7 +445,8 @@ async fn stats(
     responses(
         (status = 200, description = "The metrics.", body = String, content_type = "text/plain"),
         (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
-        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback, or does not \
+            name a loopback `Host`; or a browser sent it from another site's page.", body = AdminAnswer),
     ),
 )]
 async fn metrics(State(app): State<Arc<FaceAuth>>) -> Response {
@@ -457,7 +474,8 @@ async fn metrics(State(app): State<Arc<FaceAuth>>) -> Response {
         (status = 200, description = "The report.", body = ReplayAnswer),
         (status = 400, description = "A field is wrong or unknown.", body = AdminAnswer),
         (status = 401, description = "A token is configured and this request lacks it.", body = AdminAnswer),
-        (status = 403, description = "No token is configured and the client is not on loopback.", body = AdminAnswer),
+        (status = 403, description = "No token is configured and the client is not on loopback, or does not \
+            name a loopback `Host`; or a browser sent it from another site's page.", body = AdminAnswer),
         (status = 404, description = "Neither `component` nor `variant` given, or no variant of that name.",
             body = AdminAnswer),
         (status = 413, description = "The body exceeds `--max-upload-bytes`.", body = AdminAnswer),

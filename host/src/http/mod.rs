@@ -3,7 +3,9 @@
 //! `ApiError::reason_and_status` is the one place errors become HTTP.
 //! Admin endpoints (reset, policy management, audit) are in `admin`, behind one gate.
 
+mod access;
 mod admin;
+mod client_slots;
 mod demo;
 pub mod limits;
 pub mod openapi;
@@ -24,7 +26,10 @@ use utoipa_axum::routes;
 
 use crate::media::MediaError;
 use crate::policy::{Decision, Endpoint};
+use crate::store::StoreError;
 use crate::usecase::{FaceAuth, UseCaseError};
+pub use access::AdminAccess;
+use access::client_address;
 use wire::{AdminAnswer, AuthenticateAnswer, EnrollAnswer, HealthAnswer, HealthStatus, ReadyAnswer, ReadyStatus};
 
 /// Request-level problems, found before any use case runs.
@@ -78,13 +83,18 @@ impl ApiError {
                 UseCaseError::Media(MediaError::InvalidVideo(_)) => ("INVALID_VIDEO", S::UNPROCESSABLE_ENTITY),
                 UseCaseError::Media(MediaError::DecoderTimeout(_)) => ("VIDEO_DECODE_TIMEOUT", S::UNPROCESSABLE_ENTITY),
                 UseCaseError::Media(MediaError::DecoderUnavailable(_)) => ("VIDEO_UNSUPPORTED", S::SERVICE_UNAVAILABLE),
+                UseCaseError::Media(MediaError::TempStorage(_)) => ("STORAGE_FULL", S::SERVICE_UNAVAILABLE),
+                UseCaseError::Media(MediaError::ClientBusy(_)) => ("RATE_LIMITED", S::TOO_MANY_REQUESTS),
                 UseCaseError::UnknownUser => ("UNKNOWN_USER", S::NOT_FOUND),
                 UseCaseError::DuplicateUsername => ("USERNAME_ALREADY_EXISTS", S::CONFLICT),
+                // A look-alike (UTS #39 skeleton) of an enrolled name is taken too.
+                UseCaseError::ConfusableUsername => ("USERNAME_ALREADY_EXISTS", S::CONFLICT),
                 UseCaseError::OutdatedTemplate(_) => ("TEMPLATE_OUTDATED", S::CONFLICT),
                 UseCaseError::Busy => ("SERVER_BUSY", S::SERVICE_UNAVAILABLE),
                 UseCaseError::TooManyAttempts { .. } => ("TOO_MANY_ATTEMPTS", S::TOO_MANY_REQUESTS),
                 UseCaseError::Policy(_) => ("POLICY_ERROR", S::SERVICE_UNAVAILABLE),
                 UseCaseError::Vision(_) => ("INTERNAL_ERROR", S::INTERNAL_SERVER_ERROR),
+                UseCaseError::Store(StoreError::Full(_)) => ("STORAGE_FULL", S::SERVICE_UNAVAILABLE),
                 UseCaseError::Store(e) if e.is_unavailable() => ("DATABASE_UNAVAILABLE", S::SERVICE_UNAVAILABLE),
                 UseCaseError::Store(_) => ("INTERNAL_ERROR", S::INTERNAL_SERVER_ERROR),
             },
@@ -191,76 +201,6 @@ fn with_reason(status: StatusCode, body: impl serde::Serialize, reason: &str) ->
     response
 }
 
-/// Who may call admin endpoints.
-#[derive(Clone, Debug)]
-pub enum AdminAccess {
-    /// `Authorization: Bearer <token>` required, from anywhere.
-    Token(String),
-    /// No token configured: loopback clients only.
-    LoopbackOnly,
-}
-
-impl AdminAccess {
-    pub fn from_token(token: Option<String>) -> Self {
-        match token.filter(|t| !t.is_empty()) {
-            Some(t) => AdminAccess::Token(t),
-            None => AdminAccess::LoopbackOnly,
-        }
-    }
-
-    /// Whether the request may call admin endpoints. `peer` is the socket's
-    /// address; `trusted_proxies` are the proxies whose `X-Forwarded-For` names the
-    /// client (see `client_address`).
-    fn allows(&self, headers: &HeaderMap, peer: Option<std::net::SocketAddr>, trusted_proxies: &[IpAddr]) -> bool {
-        match self {
-            AdminAccess::Token(token) => headers
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes())),
-            // An unknown client is refused; `::ffff:127.0.0.1` (a dual-stack listener) is loopback.
-            AdminAccess::LoopbackOnly => {
-                client_address(headers, peer.map(|p| p.ip()), trusted_proxies).is_some_and(|ip| ip.is_loopback())
-            }
-        }
-    }
-}
-
-/// The client a request comes from, `None` when unknown. From a trusted proxy: the
-/// rightmost `X-Forwarded-For` hop that is not itself a trusted proxy (the ones to
-/// its left can be forged by the client), or the leftmost when all are. From any other peer: the peer, unless the
-/// request carries forwarding headers, which means a proxy nobody declared relayed
-/// it: behind a local reverse proxy every request would otherwise be "loopback".
-fn client_address(headers: &HeaderMap, peer: Option<IpAddr>, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
-    let peer = peer?.to_canonical();
-    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|t| t.to_canonical() == *ip);
-    let forwarded = headers.contains_key("forwarded") || headers.contains_key("x-forwarded-for");
-    if !trusted(&peer) {
-        return (!forwarded).then_some(peer);
-    }
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    let mut client = None;
-    for hop in hops.iter().rev() {
-        let ip = hop.parse::<IpAddr>().ok()?.to_canonical();
-        client = Some(ip);
-        if !trusted(&ip) {
-            break;
-        }
-    }
-    // All hops trusted: the leftmost is the client (one on the proxy's own host).
-    client
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[derive(Clone)]
 struct ApiState {
     app: Arc<FaceAuth>,
@@ -341,7 +281,9 @@ pub fn router_with_limits(app: Arc<FaceAuth>, limits: HttpLimits, admin: AdminAc
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_pause))
         // Oversized heads and, when configured, clients over their rate: refused in
         // JSON before any route runs, still logged, counted and given a request id.
-        .layer(middleware::from_fn(limits::refuse_oversized_head));
+        .layer(middleware::from_fn(limits::refuse_oversized_head))
+        // Video decodes counted per client (`--video-decodes-per-client`).
+        .layer(middleware::from_fn_with_state(state.limits.trusted_proxies.clone(), client_slots::decode_as_client));
     let api = match rate_limit {
         Some(rate_limit) => api.layer(middleware::from_fn_with_state(rate_limit, limits::limit_client_rate)),
         None => api,
@@ -430,8 +372,13 @@ async fn health() -> Json<HealthAnswer> {
         `/admin#token=<token>`). Public: the data it shows is fetched through the admin gate.",
         body = String, content_type = "text/html")),
 )]
-async fn admin_page() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("stats_page.html"))
+async fn admin_page() -> impl IntoResponse {
+    // Never framed by another page (clickjacking of the admin actions it links to).
+    let headers = [
+        (axum::http::header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        (axum::http::header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    (headers, axum::response::Html(include_str!("stats_page.html")))
 }
 
 /// 200 when the database answers and a policy variant can decide; else 503, saying which.
@@ -543,8 +490,9 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> RequestError 
     tag = "verification",
     params(("username" = Option<String>, Query, example = "alice",
         description = "The account name (required, here or as the \
-        multipart field `username`). Trimmed, stored in Unicode NFC, at most 128 bytes, no control or invisible \
-        format characters; compared exactly.")),
+        multipart field `username`). Trimmed, stored in Unicode NFC, at most 128 bytes, no control characters \
+        and no invisible ones (Unicode Default_Ignorable_Code_Point); compared exactly. A name that looks like \
+        an enrolled one (same UTS #39 confusable skeleton of its NFKC form) is taken.")),
     request_body(content = wire::EnrollForm, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "Decided by the policy: `trained` `success`, `EnrollStatus` `APPROVED`, \
@@ -553,13 +501,16 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> RequestError 
             policy's code).", body = EnrollAnswer),
         (status = 400, description = "The request is incomplete or malformed.", body = EnrollAnswer),
         (status = 408, description = "The upload did not arrive within `--upload-timeout`.", body = EnrollAnswer),
-        (status = 409, description = "The username is taken (also when two enrollments race).", body = EnrollAnswer),
+        (status = 409, description = "`USERNAME_ALREADY_EXISTS`: the username, or a look-alike of it (`аlice` \
+            with a Cyrillic `а`, `ａｌｉｃｅ`: the same UTS #39 skeleton), is taken (also when two enrollments race).",
+            body = EnrollAnswer),
         (status = 413, description = "The upload or the image is too large.", body = EnrollAnswer),
         (status = 415, description = "Not a JPEG, PNG, WebP or BMP image.", body = EnrollAnswer),
         (status = 422, description = "An image that cannot be decoded.", body = EnrollAnswer),
         (status = 500, description = "A database or inference failure.", body = EnrollAnswer),
         (status = 503, description = "Retry later (`SERVER_BUSY` carries `Retry-After: 1`); `POLICY_ERROR`: the \
-            policy failed, nothing was stored.", body = EnrollAnswer),
+            policy failed, nothing was stored; `DATABASE_UNAVAILABLE`: the database did not answer in time; \
+            `STORAGE_FULL`: the database's storage is full, nothing was stored.", body = EnrollAnswer),
     ),
 )]
 async fn enroll(
@@ -596,11 +547,15 @@ async fn enroll(
         (status = 415, description = "Neither a supported image nor a video.", body = AuthenticateAnswer),
         (status = 422, description = "An image or a video that cannot be decoded (in time).",
             body = AuthenticateAnswer),
-        (status = 429, description = "Too many refused authentications of this username in `--attempt-window`; \
+        (status = 429, description = "Too many refused authentications of this username in `--attempt-window` \
+            (those that showed a face: a picture without one does not count), or as many being decided at once; \
             `Retry-After` says when to try again.", body = AuthenticateAnswer),
         (status = 500, description = "A database or inference failure.", body = AuthenticateAnswer),
         (status = 503, description = "Retry later (`SERVER_BUSY` carries `Retry-After: 1`); `POLICY_ERROR`: the \
-            policy failed.", body = AuthenticateAnswer),
+            policy failed; `DATABASE_UNAVAILABLE`: the database did not answer in time; `STORAGE_FULL`: the \
+            database's storage is full, so the attempt could not be counted and was not analysed (or not \
+            approved), or the temporary directory a video is decoded from is full or cannot be written.",
+            body = AuthenticateAnswer),
     ),
 )]
 async fn authenticate(
@@ -645,46 +600,3 @@ async fn decide(
 /// storm costs little.
 const BUSY_PACING: std::time::Duration = std::time::Duration::from_millis(BUSY_PACING_MS);
 const BUSY_PACING_MS: u64 = 50;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Issue 11, minor: admin answered 403 to `::ffff:127.0.0.1`; and a request
-    /// without a known peer must not count as loopback.
-    #[test]
-    fn loopback_gate_knows_mapped_addresses_and_refuses_unknown_peers() {
-        let gate = AdminAccess::LoopbackOnly;
-        let none = HeaderMap::new();
-        let peer = |s: &str| Some(s.parse::<std::net::SocketAddr>().expect("address"));
-        assert!(gate.allows(&none, peer("127.0.0.1:9"), &[]));
-        assert!(gate.allows(&none, peer("[::1]:9"), &[]));
-        assert!(gate.allows(&none, peer("[::ffff:127.0.0.1]:9"), &[]));
-        assert!(!gate.allows(&none, peer("[::ffff:10.0.0.7]:9"), &[]));
-        assert!(!gate.allows(&none, peer("10.0.0.7:9"), &[]));
-        assert!(!gate.allows(&none, None, &[]));
-    }
-
-    /// Issue 11, admin gate: behind a local reverse proxy every request came from
-    /// 127.0.0.1, so everyone was "loopback".
-    #[test]
-    fn forwarded_requests_are_judged_by_their_client_not_the_proxy() {
-        let gate = AdminAccess::LoopbackOnly;
-        let local_proxy = Some("127.0.0.1:40000".parse::<std::net::SocketAddr>().expect("address"));
-        let forwarded = |value: &str| {
-            let mut h = HeaderMap::new();
-            h.insert("x-forwarded-for", value.parse().expect("header"));
-            h
-        };
-        let proxy: IpAddr = "127.0.0.1".parse().expect("ip");
-        // Relayed by a proxy nobody declared: refused, whatever the header says.
-        assert!(!gate.allows(&forwarded("203.0.113.9"), local_proxy, &[]));
-        assert!(!gate.allows(&forwarded("127.0.0.1"), local_proxy, &[]));
-        // A declared proxy: its client decides. A forged left part does not help.
-        assert!(!gate.allows(&forwarded("203.0.113.9"), local_proxy, &[proxy]));
-        assert!(!gate.allows(&forwarded("127.0.0.1, 203.0.113.9"), local_proxy, &[proxy]));
-        assert!(gate.allows(&forwarded("127.0.0.1"), local_proxy, &[proxy]));
-        // Without the header, a declared proxy's own requests name no client.
-        assert!(!gate.allows(&HeaderMap::new(), local_proxy, &[proxy]));
-    }
-}
