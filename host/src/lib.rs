@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod connections;
 pub mod eval;
 pub mod http;
 pub mod media;
@@ -56,6 +57,8 @@ pub async fn build(config: &ServeConfig) -> Result<Arc<FaceAuth>, StartError> {
         std::fs::create_dir_all(&config.database.data_dir)
             .map_err(|e| StartError::DataDir(config.database.data_dir.display().to_string(), e))?;
     }
+    // Uploads' temporary copies left by a server killed mid-decode (`kill -9`).
+    media::video::sweep_stale_uploads(&config.engine.video_limits().temp_dir);
     let engine_config = config.engine.clone();
     let engine = tokio::task::spawn_blocking(move || FaceEngine::init(&engine_config))
         .await
@@ -146,6 +149,8 @@ pub async fn run(
     let router = http::router_with_limits(app.clone(), http_limits, admin);
     let limits = ConnectionLimits {
         max_connections: config.max_connections,
+        max_per_client: config.max_connections_per_client,
+        uncapped: config.trusted_proxies.iter().map(|ip| ip.to_canonical()).collect(),
         header_timeout: std::time::Duration::from_secs(config.header_timeout),
     };
     let grace = std::time::Duration::from_secs(config.shutdown_grace);
@@ -157,20 +162,28 @@ pub async fn run(
     served
 }
 
-/// What one client connection may hold.
-#[derive(Debug, Clone, Copy)]
+/// What client connections may hold.
+#[derive(Debug, Clone)]
 struct ConnectionLimits {
-    /// Open connections at most; more are closed at once. Below the process's file
-    /// descriptors: 1100 half-sent requests exhausted them (issue 11, defect 2).
+    /// Open connections at most. Below the process's file descriptors: 1100
+    /// half-sent requests exhausted them (issue 11, defect 2). At the cap a newcomer
+    /// takes the place of the connection that has sent least for longest.
     max_connections: usize,
+    /// Open connections per client (peer address, IPv6 by /64) at most; past it the
+    /// client's own idlest connection gives way.
+    max_per_client: usize,
+    /// Peers without a per-client cap: the trusted proxies, whose one address
+    /// carries every client behind them.
+    uncapped: Vec<std::net::IpAddr>,
     /// Time to send a request's headers (and, in the router, the longest pause
     /// within its body); a connection that takes longer is closed.
     header_timeout: std::time::Duration,
 }
 
 /// The accept loop: HTTP/1 and HTTP/2 through hyper-util, every connection with
-/// its peer address, header read timeout and a slot among `max_connections`. On
-/// `shutdown` it stops accepting and drains, for at most `grace`.
+/// its peer address, header read timeout and a slot in the connection registry
+/// (`connections`: per-client and global caps, the idlest connection evicted for a
+/// newcomer). On `shutdown` it stops accepting and drains, for at most `grace`.
 async fn serve(
     listener: TcpListener,
     router: axum::Router,
@@ -193,7 +206,7 @@ async fn serve(
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let registry = connections::Registry::new(limits.max_connections, limits.max_per_client);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -209,16 +222,36 @@ async fn serve(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Full: closed at once, so the connections being served keep their slots.
-            FULL_WARNING.warn(&format!("{} connections open", limits.max_connections));
-            drop(stream);
-            continue;
+        let capped = !limits.uncapped.contains(&peer.ip().to_canonical());
+        let mut ticket = match registry.admit(peer.ip(), capped) {
+            Ok(ticket) => ticket,
+            Err(full) => {
+                // Every connection that could give way is being answered: the newcomer is
+                // closed at once, so the requests being served keep their connections.
+                FULL_WARNING.warn(&full);
+                drop(stream);
+                continue;
+            }
         };
+        match ticket.displaced {
+            Some(connections::Full::Client) => CLIENT_EVICTION.warn(&format!("{} at most", limits.max_per_client)),
+            Some(connections::Full::Server) => SERVER_EVICTION.warn(&format!("{} at most", limits.max_connections)),
+            None => {}
+        }
         let _ = stream.set_nodelay(true);
-        let service = router.clone().map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+        let activity = ticket.activity();
+        let stream = connections::Counted::new(stream, activity.clone());
+        let router = router.clone();
+        let service = tower::service_fn(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            request
+            // A connection with a request being answered is never evicted.
+            let answering = activity.begin();
+            let answer = router.clone().oneshot(request);
+            async move {
+                let response = answer.await;
+                drop(answering);
+                response
+            }
         });
         let connection = builder
             .serve_connection_with_upgrades(
@@ -228,9 +261,13 @@ async fn serve(
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            // A client that hangs up or times out ends its own connection; nothing to report.
-            let _ = connection.await;
-            drop(slot);
+            tokio::select! {
+                // A client that hangs up or times out ends its own connection; nothing to report.
+                _ = connection => {}
+                // Evicted for a newcomer: dropping the connection closes it.
+                () = ticket.evicted() => {}
+            }
+            drop(ticket);
         });
     }
     drop(listener);
@@ -244,6 +281,13 @@ async fn serve(
 
 /// Accept errors, at most one line a second.
 static ACCEPT_ERROR: http::RateLimitedWarning = http::RateLimitedWarning::new("accept error");
-/// Connections closed because all slots are taken, at most one line a second.
+/// Connections refused because none could give way, at most one line a second.
 static FULL_WARNING: http::RateLimitedWarning =
     http::RateLimitedWarning::new("connection limit reached: new connections closed");
+/// Idle connections closed for newcomers, at most one line a second per cap.
+static CLIENT_EVICTION: http::RateLimitedWarning = http::RateLimitedWarning::new(
+    "per-client connection limit reached: the client's idlest connections closed for its new ones",
+);
+static SERVER_EVICTION: http::RateLimitedWarning = http::RateLimitedWarning::new(
+    "connection limit reached: the connections that sent least for longest closed for new ones",
+);

@@ -19,6 +19,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(config) => runtime.block_on(async {
+            raise_open_files_limit(config.max_connections);
             let app = faceauth::build(&config).await?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
@@ -40,6 +41,28 @@ fn main() -> anyhow::Result<()> {
             println!("{rewritten} templates re-sealed with the current key");
             Ok(())
         }),
+    }
+}
+
+/// Descriptors the server needs besides client connections: the database pool,
+/// FFmpeg's pipes and temporary uploads, the models, the log.
+const DESCRIPTOR_HEADROOM: u64 = 256;
+
+/// Raises the soft open-files limit to the hard one (often 1024 soft for 500k+
+/// hard): the soft default is what ran out under 1100 half-sent requests (issue 11,
+/// issue 22). Says what it got, and warns when `--max-connections` does not fit.
+fn raise_open_files_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            tracing::info!("open files limit: {limit}");
+            if (max_connections as u64).saturating_add(DESCRIPTOR_HEADROOM) > limit {
+                tracing::warn!(
+                    "--max-connections {max_connections} leaves fewer than {DESCRIPTOR_HEADROOM} of the {limit} open \
+                     files for the database, FFmpeg and uploads: lower it, or raise the hard limit (ulimit -Hn)"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit; it stays as it is"),
     }
 }
 

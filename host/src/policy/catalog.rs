@@ -31,6 +31,63 @@ use serde::{Deserialize, Serialize};
 /// File name of the catalog inside the policy directory.
 pub const CATALOG_FILE: &str = "policies.toml";
 
+/// Largest catalog read: a thousand variants take under 200 KB, so anything near
+/// this is not a catalog (and is never held in memory whole).
+pub const CATALOG_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Largest component read: the shipped ones are about 3 MB and uploads stop at
+/// `--max-upload-bytes` (20 MiB by default); a file past this is not a policy, and
+/// reading it must not take the process's memory (issue 22: a link to /dev/zero).
+pub const COMPONENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads `path` if it is a regular file (a symbolic link to one is fine) of at most
+/// `cap` bytes. A FIFO, a device (`/dev/zero`), a socket or a directory is refused
+/// before it is opened: opening a FIFO blocks until a writer comes, and a device
+/// never ends, so either hung the reload (and every admin change waiting behind
+/// it) for ever (issue 22). The opened handle is checked again and read through
+/// `take(cap + 1)`, so a file swapped or grown after the first look is still
+/// bounded. (A FIFO swapped in between the look and the open would still block the
+/// open; only someone who can already rewrite the policy directory can do that.)
+pub fn read_regular_file(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let refuse = |what: &str| Error::new(ErrorKind::InvalidInput, format!("{what}: only regular files are read"));
+    let kind = |meta: &std::fs::Metadata| -> Result<(), Error> {
+        let t = meta.file_type();
+        if t.is_file() {
+            return Ok(());
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if t.is_fifo() {
+                return Err(refuse("a FIFO"));
+            }
+            if t.is_char_device() || t.is_block_device() {
+                return Err(refuse("a device"));
+            }
+            if t.is_socket() {
+                return Err(refuse("a socket"));
+            }
+        }
+        Err(refuse(if t.is_dir() { "a directory" } else { "not a regular file" }))
+    };
+    let too_large = || Error::new(ErrorKind::InvalidData, format!("larger than {cap} bytes"));
+    let before = std::fs::metadata(path)?;
+    kind(&before)?;
+    if before.len() > cap {
+        return Err(too_large());
+    }
+    let file = std::fs::File::open(path)?;
+    let opened = file.metadata()?;
+    kind(&opened)?;
+    let mut bytes = Vec::with_capacity(opened.len().min(cap) as usize);
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
@@ -84,8 +141,9 @@ pub fn valid_name(name: &str) -> bool {
 impl Catalog {
     pub fn read(dir: &Path) -> Result<Self, CatalogError> {
         let path = dir.join(CATALOG_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| CatalogError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        let read_err = |message: String| CatalogError::Read { path: path.display().to_string(), message };
+        let bytes = read_regular_file(&path, CATALOG_MAX_BYTES).map_err(|e| read_err(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| read_err("not UTF-8 text".into()))?;
         let catalog: Catalog = toml::from_str(&text)
             .map_err(|e| CatalogError::Parse { path: path.display().to_string(), message: e.to_string() })?;
         catalog.validate()?;
@@ -179,6 +237,33 @@ shadow = true
         let dir = tempfile::tempdir().expect("tempdir");
         catalog.write(dir.path()).expect("write");
         assert_eq!(Catalog::read(dir.path()).expect("read back"), catalog);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn reads_regular_files_only_and_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let regular = dir.path().join("a.wasm");
+        std::fs::write(&regular, b"0123456789").expect("write");
+        assert_eq!(read_regular_file(&regular, 10).expect("fits"), b"0123456789");
+        let refused = read_regular_file(&regular, 9).expect_err("over the cap");
+        assert!(refused.to_string().contains("larger than 9 bytes"), "{refused}");
+        // A link to a regular file is fine; to a device, refused without reading.
+        let link = dir.path().join("link.wasm");
+        std::os::unix::fs::symlink(&regular, &link).expect("symlink");
+        assert_eq!(read_regular_file(&link, 10).expect("followed").len(), 10);
+        let zero = dir.path().join("zero.wasm");
+        std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+        let refused = read_regular_file(&zero, COMPONENT_MAX_BYTES).expect_err("a device");
+        assert!(refused.to_string().contains("a device"), "{refused}");
+        // A FIFO with no writer: opening it would block for ever.
+        let fifo = dir.path().join("fifo.wasm");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+        assert!(made.success());
+        let refused = read_regular_file(&fifo, COMPONENT_MAX_BYTES).expect_err("a FIFO");
+        assert!(refused.to_string().contains("a FIFO"), "{refused}");
+        let refused = read_regular_file(dir.path(), COMPONENT_MAX_BYTES).expect_err("a directory");
+        assert!(refused.to_string().contains("a directory"), "{refused}");
     }
 
     #[test]

@@ -64,7 +64,8 @@ impl Default for PolicyLimits {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read policy component {path}")]
+    // The cause in the message itself: the admin API answers with this line only.
+    #[error("cannot read policy component {path}: {source}")]
     Read {
         path: String,
         #[source]
@@ -167,8 +168,9 @@ impl PolicyRuntime {
     }
 
     pub fn compile_file(&self, path: &Path) -> Result<CompiledPolicy, PolicyError> {
-        let bytes =
-            std::fs::read(path).map_err(|source| PolicyError::Read { path: path.display().to_string(), source })?;
+        // Regular files only, bounded: a FIFO or /dev/zero given as `--policy` must not hang start-up.
+        let bytes = catalog::read_regular_file(path, catalog::COMPONENT_MAX_BYTES)
+            .map_err(|source| PolicyError::Read { path: path.display().to_string(), source })?;
         self.compile(&bytes, path)
     }
 

@@ -15,7 +15,10 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::catalog::{CATALOG_FILE, Catalog, CatalogError, VariantSpec, write_atomically};
+use super::catalog::{
+    CATALOG_FILE, CATALOG_MAX_BYTES, COMPONENT_MAX_BYTES, Catalog, CatalogError, VariantSpec, read_regular_file,
+    write_atomically,
+};
 use super::{CompiledPolicy, LoadedPolicy, Param, PolicyError, PolicyRuntime};
 
 /// An admin change of a variant; `None` keeps the current value.
@@ -143,8 +146,31 @@ type Edit<'a> = Box<dyn FnOnce(&mut Catalog) -> Result<Option<Staged<'a>>, Route
 /// A component not yet written to the directory: its file name and bytes.
 type Staged<'a> = (String, &'a [u8]);
 
-/// What a reload looked at, to notice changes without reading every component.
-type Fingerprint = Vec<(String, u64, Option<SystemTime>)>;
+/// What a reload looked at, to notice changes without reading every component:
+/// per file its name, size, modification and change times and inode (a rename
+/// over it changes them even when size and mtime are kept), and the catalog's
+/// content hash (a rewrite within the mtime's granularity changes it).
+type Fingerprint = Vec<(String, FileState)>;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct FileState {
+    len: u64,
+    modified: Option<SystemTime>,
+    changed: (i64, i64),
+    inode: u64,
+    /// sha256 of the catalog's bytes, or why it could not be read.
+    content: Option<Result<String, String>>,
+}
+
+/// Consecutive polls after the first sight of a change that must see the directory
+/// unchanged before it is reloaded. A `policies.toml` written in two steps (an
+/// editor that truncates, a copy in chunks, `cat a > policies.toml` then
+/// `cat b >>`) was installed half-written when a poll fell in between: the first
+/// half is often a valid catalog, with fewer variants (issue 22: users decided by
+/// the wrong variant). Two polls tolerate a pause of up to two watch intervals
+/// (4 s by default) inside a write; writers should still write a temporary file
+/// and rename it over `policies.toml` (atomic), which this never sees half-done.
+const STABLE_POLLS: u32 = 2;
 
 /// Holds the active policy set and replaces it safely.
 pub struct PolicyRouter {
@@ -153,8 +179,11 @@ pub struct PolicyRouter {
     current: RwLock<Arc<PolicySet>>,
     /// Compiled components by content hash, so a reload recompiles only what changed.
     compiled: Mutex<HashMap<String, CompiledPolicy>>,
-    /// Serialises reloads and admin changes.
+    /// Serialises reloads and admin changes; holds what the last one looked at.
     changing: Mutex<Option<Fingerprint>>,
+    /// A change the watcher saw and waits to see unchanged (`STABLE_POLLS`): the
+    /// directory then, and the polls since that saw it the same.
+    settling: Mutex<Option<(Fingerprint, u32)>>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -198,6 +227,7 @@ impl PolicyRouter {
             current: RwLock::new(Arc::new(set)),
             compiled: Mutex::new(HashMap::new()),
             changing: Mutex::new(None),
+            settling: Mutex::new(None),
             last_error: Mutex::new(None),
         }
     }
@@ -226,12 +256,28 @@ impl PolicyRouter {
         self.apply(Change::Reload)
     }
 
-    /// Reloads when the directory changed since the last look (the watcher's tick).
+    /// The watcher's tick: reloads when the directory changed since the last reload
+    /// and has then stayed the same for `STABLE_POLLS` more polls (a file still being
+    /// written is not read).
     pub fn reload_if_changed(&self) -> Option<Result<Arc<PolicySet>, RouterError>> {
         let Source::Directory(dir) = &self.source else { return None };
         let seen = directory_fingerprint(dir);
-        let unchanged = self.changing.lock().unwrap_or_else(|p| p.into_inner()).as_ref() == Some(&seen);
-        if unchanged { None } else { Some(self.reload()) }
+        let mut settling = self.settling.lock().unwrap_or_else(|p| p.into_inner());
+        let loaded = self.changing.lock().unwrap_or_else(|p| p.into_inner()).as_ref() == Some(&seen);
+        if loaded {
+            *settling = None;
+            return None;
+        }
+        let polls = match settling.take() {
+            Some((before, polls)) if before == seen => polls + 1,
+            _ => 0,
+        };
+        if polls < STABLE_POLLS {
+            *settling = Some((seen, polls));
+            return None;
+        }
+        drop(settling);
+        Some(self.reload())
     }
 
     /// Adds or changes variant `name` (admin API), starting from its entry in the
@@ -400,7 +446,7 @@ impl PolicyRouter {
             let err = |source: PolicyError| RouterError::Variant { variant: spec.name.clone(), source };
             let bytes = match staged {
                 Some((name, bytes)) if name == spec.component => bytes.to_vec(),
-                _ => std::fs::read(dir.join(&spec.component)).map_err(|source| {
+                _ => read_regular_file(&dir.join(&spec.component), COMPONENT_MAX_BYTES).map_err(|source| {
                     err(PolicyError::Read { path: dir.join(&spec.component).display().to_string(), source })
                 })?,
             };
@@ -449,7 +495,9 @@ impl PolicyRouter {
     }
 }
 
-/// Names, sizes and modification times of the catalog and the components.
+/// The state of the catalog and the components (`FileState`). Symbolic links are
+/// followed (a Kubernetes ConfigMap swaps a link, not the files); nothing but the
+/// catalog is opened, and that only if it is a regular file.
 fn directory_fingerprint(dir: &Path) -> Fingerprint {
     let mut seen: Fingerprint = std::fs::read_dir(dir)
         .map(|entries| {
@@ -457,15 +505,33 @@ fn directory_fingerprint(dir: &Path) -> Fingerprint {
                 .filter_map(Result::ok)
                 .filter_map(|e| {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    let relevant = name == CATALOG_FILE || name.ends_with(".wasm");
-                    let meta = e.metadata().ok()?;
-                    relevant.then(|| (name, meta.len(), meta.modified().ok()))
+                    if name != CATALOG_FILE && !name.ends_with(".wasm") {
+                        return None;
+                    }
+                    let meta = std::fs::metadata(e.path()).or_else(|_| e.metadata()).ok()?;
+                    let content = (name == CATALOG_FILE).then(|| {
+                        read_regular_file(&e.path(), CATALOG_MAX_BYTES)
+                            .map(|bytes| format!("{:x}", Sha256::digest(&bytes)))
+                            .map_err(|e| e.to_string())
+                    });
+                    Some((name, file_state(&meta, content)))
                 })
                 .collect()
         })
         .unwrap_or_default();
     seen.sort();
     seen
+}
+
+fn file_state(meta: &std::fs::Metadata, content: Option<Result<String, String>>) -> FileState {
+    #[cfg(unix)]
+    let (changed, inode) = {
+        use std::os::unix::fs::MetadataExt;
+        ((meta.ctime(), meta.ctime_nsec()), meta.ino())
+    };
+    #[cfg(not(unix))]
+    let (changed, inode) = ((0, 0), 0);
+    FileState { len: meta.len(), modified: meta.modified().ok(), changed, inode, content }
 }
 
 #[cfg(test)]
