@@ -10,46 +10,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::answers::{assert_approved, enroll_rejected, enrolled};
+use common::postgres::{ScratchDatabase, postgres_admin_url};
 use common::server::{Server, start_server_with};
 use serde_json::Value;
 use sqlx::Connection;
-
-/// The CI machine's PostgreSQL (as the store tests use), or `None` when told to skip.
-fn postgres_admin_url() -> Option<String> {
-    let url = std::env::var("FACEAUTH_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    if url == "skip" {
-        eprintln!("SKIPPED: FACEAUTH_TEST_POSTGRES_URL=skip");
-        return None;
-    }
-    Some(url)
-}
-
-/// A database of its own for one test, dropped at the end (both replicas migrate it).
-struct ScratchDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl ScratchDatabase {
-    async fn create(admin_url: &str) -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
-        let name = format!("faceauth_replicas_{}_{nanos}", std::process::id());
-        let mut conn = sqlx::PgConnection::connect(admin_url)
-            .await
-            .expect("PostgreSQL must be reachable (or set FACEAUTH_TEST_POSTGRES_URL=skip)");
-        sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
-        let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
-        Self { admin_url: admin_url.to_string(), url: format!("{base}/{name}"), name }
-    }
-
-    async fn drop_now(self) {
-        let mut conn = sqlx::PgConnection::connect(&self.admin_url).await.expect("connect");
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        sqlx::raw_sql(&sql).execute(&mut conn).await.expect("drop database");
-    }
-}
 
 /// Enrollment decisions recorded for `username`, as (approved, reason), through `server`'s admin API.
 async fn recorded_enrollments(server: &Server, username: &str) -> Vec<(bool, String)> {
@@ -68,7 +32,7 @@ async fn recorded_enrollments(server: &Server, username: &str) -> Vec<(bool, Str
 async fn two_replicas_on_one_postgresql_agree() {
     let Some(admin_url) = postgres_admin_url() else { return };
     let db = ScratchDatabase::create(&admin_url).await;
-    let env = [("DATABASE_URL", db.url.as_str())];
+    let env = db.replica_env();
     let (a, b) = tokio::join!(start_server_with(&env), start_server_with(&env));
 
     // Enrolled on one, known to the other: a duplicate there, and it authenticates there.

@@ -111,11 +111,21 @@ pub struct ServeConfig {
     #[arg(long, env = "FACEAUTH_POLICY_WATCH_MS", default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub policy_watch_ms: u64,
-    /// Open client connections at most; more are closed at once (keep it under the
-    /// process's file-descriptor limit).
+    /// Open client connections at most (keep it under the process's file-descriptor
+    /// limit, which is raised to its hard limit at start-up). At the cap a new
+    /// connection takes the place of the one that has sent least for longest and
+    /// has no request being answered; it is refused only when every one has.
     #[arg(long, env = "FACEAUTH_MAX_CONNECTIONS", default_value_t = 512,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_connections: usize,
+    /// Open connections per client address (an IPv6 client by its /64; a
+    /// `--trusted-proxy` is not capped) at most; past it the client's own idlest
+    /// connection is closed for the new one. 64: a browser opens at most 6 per
+    /// server, so an office of ten behind one NAT address fits, while one client
+    /// holds at most an eighth of the default 512.
+    #[arg(long, env = "FACEAUTH_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections_per_client: usize,
     /// Seconds a client gets to send a request's headers, and the longest pause
     /// allowed within an upload; then the connection is closed (slow clients must not
     /// hold connections).
@@ -124,8 +134,9 @@ pub struct ServeConfig {
     /// Seconds a whole upload may take to arrive; then 408 UPLOAD_TIMEOUT.
     #[arg(long, env = "FACEAUTH_UPLOAD_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub upload_timeout: u64,
-    /// Refused authentications allowed per username within `--attempt-window`
-    /// (counted after its last approved one, across replicas, from the audit log);
+    /// Refused authentications that showed a face allowed per username within
+    /// `--attempt-window` (counted after its last approved one, across replicas, from
+    /// the audit log; a picture with no face does not count);
     /// then 429 TOO_MANY_ATTEMPTS. 0: no limit.
     #[arg(long, env = "FACEAUTH_MAX_FAILED_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub max_failed_attempts: u32,
@@ -170,6 +181,14 @@ pub struct DatabaseConfig {
     /// A file of template keys, one `ID=BASE64` per line (first seals); with `--template-keys` both count.
     #[arg(long, env = "FACEAUTH_TEMPLATE_KEY_FILE")]
     pub template_key_file: Option<PathBuf>,
+    /// The file of the secret that keys erased users' pseudonyms in the audit log,
+    /// kept out of the database so that a copy of it does not re-identify them; made
+    /// (mode 0600) by the first start on a new database. Default: `pseudonym.key`
+    /// beside the SQLite database, or in the data directory with PostgreSQL (every
+    /// replica on one database needs the same file). A database whose pseudonyms were
+    /// made with another key, or whose key file is missing, is refused at start-up.
+    #[arg(long, env = "FACEAUTH_PSEUDONYM_KEY_FILE")]
+    pub pseudonym_key_file: Option<PathBuf>,
 }
 
 impl DatabaseConfig {
@@ -186,6 +205,13 @@ impl DatabaseConfig {
         let options = crate::store::StoreOptions {
             timeout: std::time::Duration::from_secs(self.db_timeout),
             template_keys: crate::store::templates::TemplateKeys::parse(&spec)?.map(std::sync::Arc::new),
+            // SQLite: beside the database (the store's default).
+            pseudonym_key_file: self.pseudonym_key_file.clone().or_else(|| {
+                self.database_url
+                    .as_deref()
+                    .is_some_and(|url| !url.starts_with("sqlite:"))
+                    .then(|| self.data_dir.join(crate::store::pseudonym::FILE_NAME))
+            }),
         };
         crate::store::UserStore::connect_with(&self.url(), options).await
     }
@@ -287,6 +313,19 @@ pub struct EngineConfig {
     #[arg(long, env = "FACEAUTH_VIDEO_DECODER_TIMEOUT", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub video_decoder_timeout: u64,
+    /// Largest decoding work accepted, in pixel-frames (width x height x frames): a
+    /// clip over it is refused 413 VIDEO_TOO_LARGE before it is decoded. The default
+    /// (4e9) passes 1920x1080 at 60 fps for 30 s and 4K at 30 fps for 15 s.
+    #[arg(long, env = "FACEAUTH_VIDEO_MAX_PIXEL_FRAMES",
+          default_value_t = crate::media::video::DEFAULT_MAX_PIXEL_FRAMES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub video_max_pixel_frames: u64,
+    /// Videos one client address may have decoded at once; more are answered 429
+    /// RATE_LIMITED at once. Raise it (or 0: no limit) when one backend sends every
+    /// user's video from a single address.
+    #[arg(long, env = "FACEAUTH_VIDEO_DECODES_PER_CLIENT", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub video_decodes_per_client: u32,
     /// FFmpeg executable (Debian package `ffmpeg`; `scripts/setup.sh` installs it).
     #[arg(long, env = "FACEAUTH_FFMPEG", default_value = "ffmpeg")]
     pub ffmpeg: PathBuf,
@@ -328,6 +367,8 @@ impl EngineConfig {
             liveness_frames: self.video_liveness_frames,
             max_duration: std::time::Duration::from_secs(self.video_max_seconds),
             decoder_timeout: std::time::Duration::from_secs(self.video_decoder_timeout),
+            max_pixel_frames: self.video_max_pixel_frames,
+            decodes_per_client: self.video_decodes_per_client,
             ffmpeg: self.ffmpeg.clone(),
             ffprobe: self.ffprobe.clone(),
             ..Default::default()

@@ -11,6 +11,7 @@ use faceauth::config::EngineConfig;
 pub mod answers;
 pub mod in_process;
 pub mod metrics;
+pub mod postgres;
 pub mod server;
 
 pub fn repo_root() -> PathBuf {

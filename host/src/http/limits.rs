@@ -103,7 +103,7 @@ impl ClientRateLimit {
 /// peer itself (forwarding headers from a peer that is not a declared proxy are
 /// ignored, so they cannot put everyone in one shared bucket). IPv6 by its /64: one
 /// host has a whole /64 to pick fresh addresses from.
-fn rate_key(client: Option<IpAddr>, peer: Option<IpAddr>) -> IpAddr {
+pub(super) fn rate_key(client: Option<IpAddr>, peer: Option<IpAddr>) -> IpAddr {
     match client.or(peer).map(|ip| ip.to_canonical()) {
         Some(IpAddr::V6(v6)) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);

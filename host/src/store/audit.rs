@@ -2,7 +2,7 @@
 //! shadow), with the evidence it decided on as JSON and the latencies. Images are
 //! never stored. Rows older than the retention are purged.
 
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Connection, Row};
 
 use super::{StoreError, bounded, now_ms};
 pub use crate::policy::Endpoint;
@@ -70,6 +70,69 @@ pub struct DecisionFilter {
     pub without_evidence: bool,
 }
 
+/// The attempt limit as the audit log applies it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    /// Counted failures (and undecided reservations) allowed in the window.
+    pub max: u32,
+    pub window_ms: i64,
+}
+
+/// What `AuditLog::reserve_attempt` answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// The reservation's id: give it to `record_attempt` or `release_attempt`.
+    Granted(i64),
+    Refused {
+        retry_after_ms: i64,
+    },
+}
+
+/// How long a reservation counts without its decision: longer than any request's
+/// analysis (queue, a 20 s video decode, the policy, two database calls), short
+/// enough that the reservations of a crashed process free the username soon.
+pub const RESERVATION_TTL_MS: i64 = 5 * 60 * 1000;
+
+/// The counted failures of `$1` at or after `$2` and after its last approved
+/// authentication (a `WHERE` clause over `decisions`).
+macro_rules! counted_failures {
+    () => {
+        "username = $1 AND endpoint = 'authenticate' AND shadow = 0 AND approved = 0 \
+         AND counts_as_attempt = 1 AND at >= $2 AND at > COALESCE((SELECT MAX(at) FROM decisions \
+         WHERE username = $1 AND endpoint = 'authenticate' AND shadow = 0 AND approved = 1), $2 - 1)"
+    };
+}
+
+/// The PostgreSQL advisory lock of one username's attempts: 64 bits of its SHA-256
+/// (a collision only makes two usernames wait for each other).
+fn lock_key(username: &str) -> i64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(username.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+impl DecisionRecord {
+    /// Whether this decision counts against the attempt limit: an authentication
+    /// answered (not a shadow) that the policy refused although its evidence showed
+    /// a face. Showing a face is a guess at the user's face, whatever the reason
+    /// (`FACE_MISMATCH`; `LIVENESS_CHECK_FAILED`: a photo of the user held up;
+    /// `MULTIPLE_FACES_DETECTED`: several guesses at once); a picture without a face
+    /// (`NO_FACE_DETECTED`, blank or garbage) is none, and counting it let anyone
+    /// lock a user out with five blank PNGs. A server failure (`POLICY_ERROR`) is no
+    /// decision and does not count. Unreadable evidence counts (fail closed).
+    pub fn counts_as_attempt(&self) -> bool {
+        let refused = matches!(&self.outcome, Outcome::Decided(d) if !d.approved);
+        let face_shown = match &self.evidence {
+            RecordedEvidence::Readable(Evidence::Authenticate(e)) => e.summary.frames_with_face > 0,
+            RecordedEvidence::Readable(Evidence::Enroll(_)) => false,
+            RecordedEvidence::Unreadable { .. } | RecordedEvidence::Omitted => true,
+        };
+        self.endpoint == Endpoint::Authenticate && !self.shadow && refused && face_shown
+    }
+}
+
 #[derive(Clone)]
 pub struct AuditLog {
     pool: AnyPool,
@@ -82,33 +145,65 @@ impl AuditLog {
     }
 
     pub async fn record(&self, r: &DecisionRecord) -> Result<(), StoreError> {
+        self.record_attempt(r, None).await
+    }
+
+    /// Records `r`, the decision of the attempt `reserved` for it (see
+    /// `reserve_attempt`): the row names the reservation, which stops counting in
+    /// the same statement (never both nor neither), and is then deleted.
+    ///
+    /// One statement, not a transaction: SQLite rolls a transaction back by itself
+    /// on `SQLITE_FULL`, sqlx's ROLLBACK then fails and the connection goes back to
+    /// the pool believing it is still in one; the next transaction on it became a
+    /// savepoint left open, holding the write lock (every later write "database is
+    /// locked").
+    pub async fn record_attempt(&self, r: &DecisionRecord, reserved: Option<i64>) -> Result<(), StoreError> {
         let evidence = match &r.evidence {
             RecordedEvidence::Readable(e) => e.to_stored().map_err(|e| StoreError::Corrupt(e.to_string()))?,
             RecordedEvidence::Unreadable { json, .. } => json.clone(),
             RecordedEvidence::Omitted => return Err(StoreError::Corrupt("a decision without its evidence".into())),
         };
-        let insert = sqlx::query(
-            "INSERT INTO decisions (request_id, at, username, endpoint, variant, policy, shadow, approved, reason, \
-             score, evidence, analysis_ms, policy_ms, total_ms, error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(&r.request_id)
-        .bind(r.at_ms)
-        .bind(&r.username)
-        .bind(r.endpoint.as_str())
-        .bind(&r.variant)
-        .bind(&r.policy)
-        .bind(i32::from(r.shadow))
-        .bind(i32::from(r.outcome.approved()))
-        .bind(r.outcome.reason())
-        .bind(r.outcome.score().map(f64::from))
-        .bind(evidence)
-        .bind(r.analysis_ms)
-        .bind(r.policy_ms)
-        .bind(r.total_ms)
-        .bind(r.outcome.error())
-        .execute(&self.pool);
-        bounded(self.timeout, async { Ok(insert.await.map(|_| ())?) }).await
+        let insert = bounded(self.timeout, async {
+            sqlx::query(
+                "INSERT INTO decisions (request_id, at, username, endpoint, variant, policy, shadow, approved, reason, \
+                 score, evidence, analysis_ms, policy_ms, total_ms, error, counts_as_attempt, attempt_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $17 = 1 THEN $10 ELSE NULL END, $11, $12, $13, \
+                 $14, $15, $16, $18)",
+            )
+            .bind(&r.request_id)
+            .bind(r.at_ms)
+            .bind(&r.username)
+            .bind(r.endpoint.as_str())
+            .bind(&r.variant)
+            .bind(&r.policy)
+            .bind(i32::from(r.shadow))
+            .bind(i32::from(r.outcome.approved()))
+            .bind(r.outcome.reason())
+            // Never a NULL float parameter: sqlx's Any driver sends a NULL f64 as a
+            // PostgreSQL float4, and the connection's cached statement then refuses
+            // the next record's f64 score (22P03: an approval after a refusal on one
+            // connection was not recorded).
+            .bind(r.outcome.score().map_or(0.0, f64::from))
+            .bind(evidence)
+            .bind(r.analysis_ms)
+            .bind(r.policy_ms)
+            .bind(r.total_ms)
+            .bind(r.outcome.error())
+            .bind(i32::from(r.counts_as_attempt()))
+            .bind(i32::from(r.outcome.score().is_some()))
+            .bind(reserved)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        });
+        insert.await?;
+        if let Some(id) = reserved {
+            // No longer counted; a row left (the database gone meanwhile) expires.
+            if let Err(e) = self.release_attempt(id).await {
+                tracing::warn!(error = %e, "a decided attempt's reservation was not deleted; it expires");
+            }
+        }
+        Ok(())
     }
 
     /// Matching decisions, oldest first.
@@ -163,25 +258,95 @@ impl AuditLog {
         Ok(records)
     }
 
-    /// Refused authentications answered to `username` since `since_ms` and after its
-    /// last approved one: how many, and when the first of them was. Every replica
-    /// writes this log, so the count is shared.
+    /// Counted failures (see `DecisionRecord::counts_as_attempt`) of `username`
+    /// since `since_ms` and after its last approved authentication: how many, and
+    /// when the first of them was. Every replica writes this log, so the count is
+    /// shared.
     pub async fn failed_authentications(
         &self,
         username: &str,
         since_ms: i64,
     ) -> Result<(i64, Option<i64>), StoreError> {
-        let query = sqlx::query(
-            "SELECT COUNT(*) AS n, MIN(at) AS first FROM decisions \
-             WHERE username = $1 AND endpoint = 'authenticate' AND shadow = 0 AND approved = 0 AND at >= $2 \
-             AND at > COALESCE((SELECT MAX(at) FROM decisions WHERE username = $1 AND endpoint = 'authenticate' \
-             AND shadow = 0 AND approved = 1), $2 - 1)",
-        )
-        .bind(username)
-        .bind(since_ms)
-        .fetch_one(&self.pool);
+        let query =
+            sqlx::query(concat!("SELECT COUNT(*) AS n, MIN(at) AS first FROM decisions WHERE ", counted_failures!()))
+                .bind(username)
+                .bind(since_ms)
+                .fetch_one(&self.pool);
         let row = bounded(self.timeout, async { Ok(query.await?) }).await?;
         Ok((row.try_get("n")?, row.try_get("first")?))
+    }
+
+    /// Reserves one attempt of `username` before its analysis, if its counted
+    /// failures in the window plus the attempts reserved and not yet decided stay
+    /// under `limit.max`; else says when to retry. Atomic across replicas: SQLite
+    /// runs the one conditional INSERT under its one writer lock (no explicit
+    /// transaction: see `record_attempt`), PostgreSQL under a transaction-scoped
+    /// advisory lock per username (without it concurrent transactions all see the
+    /// same count: 18 of 20 concurrent wrong selfies were analysed against a limit
+    /// of 5).
+    pub async fn reserve_attempt(&self, username: &str, limit: Limit) -> Result<Reserved, StoreError> {
+        let now = now_ms();
+        let (since, stale) = (now.saturating_sub(limit.window_ms), now.saturating_sub(RESERVATION_TTL_MS));
+        let granted = bounded(self.timeout, async {
+            // Reservations of crashed processes; they no longer count anyway.
+            sqlx::query("DELETE FROM attempts WHERE at < $1").bind(stale).execute(&self.pool).await?;
+            let reserve = sqlx::query(concat!(
+                "INSERT INTO attempts (username, at) SELECT $1, $3 WHERE (SELECT COUNT(*) FROM decisions WHERE ",
+                counted_failures!(),
+                ") + (SELECT COUNT(*) FROM attempts AS a WHERE a.username = $1 AND a.at >= $4 AND NOT EXISTS \
+                 (SELECT 1 FROM decisions AS d WHERE d.attempt_id = a.id)) < $5 RETURNING id"
+            ))
+            .bind(username)
+            .bind(since)
+            .bind(now)
+            .bind(stale)
+            .bind(i64::from(limit.max));
+            let mut conn = self.pool.acquire().await?;
+            let row = if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+                let mut tx = conn.begin().await?;
+                sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock($1)) AS lock")
+                    .bind(lock_key(username))
+                    .execute(&mut *tx)
+                    .await?;
+                let row = reserve.fetch_optional(&mut *tx).await?;
+                tx.commit().await?;
+                row
+            } else {
+                reserve.fetch_optional(&mut *conn).await?
+            };
+            Ok(row.map(|row| row.try_get::<i64, _>("id")).transpose()?)
+        })
+        .await?;
+        if let Some(id) = granted {
+            return Ok(Reserved::Granted(id));
+        }
+        let (failures, first) = self.failed_authentications(username, since).await?;
+        // Free again when the oldest counted failure leaves the window; when the
+        // limit is taken by attempts still being decided, in a moment.
+        let retry_after_ms = match first {
+            Some(first) if failures >= i64::from(limit.max) => first + limit.window_ms - now,
+            _ => 0,
+        };
+        Ok(Reserved::Refused { retry_after_ms: retry_after_ms.max(1000) })
+    }
+
+    /// Releases a reservation whose request ended without a recorded decision (an
+    /// error that is no attempt: busy, undecodable upload, a client gone).
+    pub async fn release_attempt(&self, id: i64) -> Result<(), StoreError> {
+        let delete = sqlx::query("DELETE FROM attempts WHERE id = $1").bind(id).execute(&self.pool);
+        bounded(self.timeout, async { Ok(delete.await.map(|_| ())?) }).await
+    }
+
+    /// Whether a write reaches the database's storage now (`/ready` after a write
+    /// failed for lack of space): a row no count reads (no username, expired)
+    /// written, then deleted.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        bounded(self.timeout, async {
+            sqlx::query("INSERT INTO attempts (username, at) VALUES ('', 0)").execute(&self.pool).await?;
+            sqlx::query("DELETE FROM attempts WHERE username = '' AND at = 0").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Deletes the decisions recorded before `before_ms`; returns how many.
@@ -348,11 +513,7 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let log = UserStore::connect(&url).await.expect("connect").audit_log();
         let base = now_ms();
-        let refused = |id: &str, at: i64, shadow: bool| {
-            let mut r = record(id, "mallory", at, "a", shadow);
-            r.outcome = Outcome::Decided(Decision { approved: false, reason: "FACE_MISMATCH".into(), score: None });
-            r
-        };
+        let refused = |id: &str, at: i64, shadow: bool| refused(id, "mallory", at, "FACE_MISMATCH", 1, shadow);
         for (i, at) in [base - 5000, base - 4000, base - 3000].iter().enumerate() {
             log.record(&refused(&format!("f{i}"), *at, false)).await.expect("record");
         }
@@ -366,5 +527,99 @@ mod tests {
         log.record(&refused("f3", base - 1000, false)).await.expect("record");
         assert_eq!(log.failed_authentications("mallory", base - 60_000).await.expect("count"), (1, Some(base - 1000)));
         assert_eq!(log.failed_authentications("someone-else", base - 60_000).await.expect("count"), (0, None));
+    }
+
+    /// A refused authentication of `username` at `at`, for `reason`, with
+    /// `frames_with_face` frames that showed a face.
+    fn refused(id: &str, username: &str, at: i64, reason: &str, frames_with_face: u32, shadow: bool) -> DecisionRecord {
+        let mut r = record(id, username, at, "a", shadow);
+        r.outcome = Outcome::Decided(Decision { approved: false, reason: reason.into(), score: None });
+        if let RecordedEvidence::Readable(Evidence::Authenticate(e)) = &mut r.evidence {
+            e.summary.frames_with_face = frames_with_face;
+        }
+        r
+    }
+
+    /// Issue 22, item 8: five blank PNGs (no face) locked a user out. Only refusals
+    /// that showed a face count; a policy failure does not.
+    #[tokio::test]
+    async fn only_refusals_that_showed_a_face_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let log = UserStore::connect(&url).await.expect("connect").audit_log();
+        let base = now_ms();
+        for i in 0..6 {
+            log.record(&refused(&format!("blank{i}"), "victim", base - 100 + i, "NO_FACE_DETECTED", 0, false))
+                .await
+                .expect("record");
+        }
+        let mut failed = refused("trap", "victim", base - 50, "POLICY_ERROR", 1, false);
+        failed.outcome = Outcome::Failed { failure: Failure::PolicyError, message: "wasm trap".into() };
+        log.record(&failed).await.expect("record");
+        assert_eq!(log.failed_authentications("victim", base - 60_000).await.expect("count").0, 0);
+        for (i, reason) in ["FACE_MISMATCH", "LIVENESS_CHECK_FAILED", "MULTIPLE_FACES_DETECTED"].iter().enumerate() {
+            log.record(&refused(&format!("guess{i}"), "victim", base - 40 + i as i64, reason, 1, false))
+                .await
+                .expect("record");
+        }
+        assert_eq!(log.failed_authentications("victim", base - 60_000).await.expect("count").0, 3);
+    }
+
+    /// Issue 22, item 4: 20 concurrent reservations against a limit of 5: exactly 5
+    /// granted, on each backend (PostgreSQL: two pools, as two replicas). A released
+    /// reservation frees its place; a recorded decision takes it over.
+    async fn reservations_are_atomic(first: AuditLog, second: AuditLog, tag: &str) {
+        let user = format!("racer-{tag}-{}", now_ms());
+        let limit = Limit { max: 5, window_ms: 60_000 };
+        let attempts = (0..20).map(|i| {
+            let log = if i % 2 == 0 { first.clone() } else { second.clone() };
+            let user = user.clone();
+            tokio::spawn(async move { log.reserve_attempt(&user, limit).await.expect("reserve") })
+        });
+        let mut granted = Vec::new();
+        for attempt in attempts {
+            match attempt.await.expect("join") {
+                Reserved::Granted(id) => granted.push(id),
+                Reserved::Refused { retry_after_ms } => assert!((1000..=60_000).contains(&retry_after_ms)),
+            }
+        }
+        assert_eq!(granted.len(), 5, "{granted:?}");
+        // One ends in an error that is no attempt: its place is free again.
+        first.release_attempt(granted[0]).await.expect("release");
+        let Reserved::Granted(again) = first.reserve_attempt(&user, limit).await.expect("reserve") else {
+            panic!("a released place is free");
+        };
+        assert!(matches!(second.reserve_attempt(&user, limit).await.expect("reserve"), Reserved::Refused { .. }));
+        // Four end refused with a face: the decision rows take their places.
+        let now = now_ms();
+        for (i, id) in granted[1..].iter().enumerate() {
+            let r = refused(&format!("r{i}"), &user, now + i as i64, "FACE_MISMATCH", 1, false);
+            first.record_attempt(&r, Some(*id)).await.expect("record");
+        }
+        assert_eq!(first.failed_authentications(&user, now - 60_000).await.expect("count").0, 4);
+        assert!(matches!(first.reserve_attempt(&user, limit).await.expect("reserve"), Reserved::Refused { .. }));
+        // The last one is approved: the count starts again.
+        let mut approved = record("ok", &user, now_ms() + 10, "a", false);
+        approved.username = user.clone();
+        first.record_attempt(&approved, Some(again)).await.expect("record");
+        assert!(matches!(second.reserve_attempt(&user, limit).await.expect("reserve"), Reserved::Granted(_)));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sqlite_attempt_reservations_are_atomic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = UserStore::connect(&url).await.expect("connect");
+        let other = UserStore::connect(&url).await.expect("connect");
+        reservations_are_atomic(store.audit_log(), other.audit_log(), "sqlite").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn postgres_attempt_reservations_are_atomic() {
+        if let (Some(store), Some(other)) =
+            (crate::store::tests::test_postgres().await, crate::store::tests::test_postgres().await)
+        {
+            reservations_are_atomic(store.audit_log(), other.audit_log(), "postgres").await;
+        }
     }
 }

@@ -3,9 +3,12 @@
 //! Images are never stored.
 
 pub mod audit;
+pub mod pseudonym;
 pub mod templates;
+mod usernames;
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -21,6 +24,13 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 pub enum StoreError {
     #[error("this username is already enrolled")]
     DuplicateUsername,
+    /// Another enrolled username has this one's confusable skeleton (UTS #39).
+    #[error("this username looks like an enrolled one (same confusable skeleton)")]
+    ConfusableUsername,
+    /// The database's storage is full (SQLite `SQLITE_FULL`, PostgreSQL
+    /// `disk_full`): answered 503 `STORAGE_FULL`; nothing was written.
+    #[error("the database's storage is full: {0}")]
+    Full(#[source] sqlx::Error),
     #[error("unsupported database URL (expected sqlite:// or postgres://): {0}")]
     UnsupportedUrl(String),
     #[error("stored template of {0} is unreadable")]
@@ -43,6 +53,8 @@ pub enum StoreError {
     TimedOut(Duration),
     #[error(transparent)]
     Keys(#[from] templates::KeyError),
+    #[error(transparent)]
+    PseudonymKey(#[from] pseudonym::PseudonymKeyError),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }
@@ -57,14 +69,21 @@ impl StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         use sqlx::Error as E;
+        if let E::Database(db) = &e {
+            // SQLite: SQLITE_FULL (also what an ENOSPC write becomes); PostgreSQL: disk_full.
+            if matches!(db.code().as_deref(), Some("13" | "53100")) {
+                return StoreError::Full(e);
+            }
+        }
         let unavailable = match &e {
             E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => true,
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
                 // PostgreSQL: query_canceled (statement_timeout), lock_not_available
                 // (lock_timeout), connection exceptions, shutdown; SQLite: SQLITE_BUSY
-                // and SQLITE_LOCKED after busy_timeout.
-                matches!(code.as_ref(), "57014" | "55P03" | "57P01" | "57P02" | "57P03" | "5" | "6")
+                // and SQLITE_LOCKED after busy_timeout, SQLITE_CANTOPEN (the file
+                // deleted under the running server: connections do not make it again).
+                matches!(code.as_ref(), "57014" | "55P03" | "57P01" | "57P02" | "57P03" | "5" | "6" | "14")
                     || code.starts_with("08")
             }
             _ => false,
@@ -108,11 +127,14 @@ pub struct StoreOptions {
     pub timeout: Duration,
     /// Keys that seal templates at rest; `None`: templates are stored in clear.
     pub template_keys: Option<std::sync::Arc<templates::TemplateKeys>>,
+    /// The file of the key of erased users' pseudonyms (see `pseudonym`); `None`:
+    /// `pseudonym.key` beside a SQLite database (PostgreSQL needs one).
+    pub pseudonym_key_file: Option<PathBuf>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { timeout: DEFAULT_TIMEOUT, template_keys: None }
+        Self { timeout: DEFAULT_TIMEOUT, template_keys: None, pseudonym_key_file: None }
     }
 }
 
@@ -122,7 +144,7 @@ pub struct UserStore {
     backend: Backend,
     timeout: Duration,
     keys: Option<std::sync::Arc<templates::TemplateKeys>>,
-    /// Keys the pseudonyms of erased users (the database's `pseudonym_key`).
+    /// Keys the pseudonyms of erased users (kept in a file, see `pseudonym`).
     pseudonym_key: std::sync::Arc<[u8]>,
 }
 
@@ -144,7 +166,7 @@ impl UserStore {
     /// Connects and applies the migrations; every later operation waits at most
     /// about `options.timeout` for a connection, a lock or a statement.
     pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
-        let StoreOptions { timeout, template_keys: keys } = options;
+        let StoreOptions { timeout, template_keys: keys, pseudonym_key_file } = options;
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -153,27 +175,50 @@ impl UserStore {
         } else {
             return Err(StoreError::UnsupportedUrl(redact(url)));
         };
+        let (pool_url, file) = match backend {
+            Backend::Sqlite => open_sqlite(url).await?,
+            Backend::Postgres => (url.to_string(), None),
+        };
+        let key_home = match (pseudonym_key_file, &file) {
+            (Some(path), _) => pseudonym::KeyHome::File(path),
+            (None, Some(db)) => pseudonym::KeyHome::File(db.path.with_file_name(pseudonym::FILE_NAME)),
+            (None, None) if backend == Backend::Sqlite => pseudonym::KeyHome::Ephemeral,
+            (None, None) => return Err(pseudonym::PseudonymKeyError::NoFile.into()),
+        };
         let ms = timeout.as_millis().max(1);
         // Leaked once per pool: `after_connect` runs them on every new connection.
         let session: &'static [String] = Box::leak(
             match backend {
-                Backend::Sqlite => vec![format!("PRAGMA busy_timeout = {ms}")],
+                // secure_delete: an erased user's name and template are overwritten in
+                // the file, not left in its free pages for whoever copies it.
+                Backend::Sqlite => vec![format!("PRAGMA busy_timeout = {ms}"), "PRAGMA secure_delete = ON".into()],
                 Backend::Postgres => vec![format!("SET statement_timeout = {ms}"), format!("SET lock_timeout = {ms}")],
             }
             .into_boxed_slice(),
         );
+        let (on_connect, on_acquire) = (file.clone(), file);
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(timeout)
             .after_connect(move |conn, _meta| {
+                let file = on_connect.clone();
                 Box::pin(async move {
+                    if let Some(file) = file.filter(|f| !f.unchanged()) {
+                        return Err(file.gone());
+                    }
                     for statement in session {
                         sqlx::query(statement).execute(&mut *conn).await?;
                     }
                     Ok(())
                 })
             })
-            .connect(url)
+            // A connection to a file deleted or replaced since is closed, not used:
+            // it would read and write a file nobody else sees.
+            .before_acquire(move |_conn, _meta| {
+                let usable = on_acquire.as_ref().is_none_or(DatabaseFile::unchanged);
+                Box::pin(async move { Ok(usable) })
+            })
+            .connect(&pool_url)
             .await?;
         match backend {
             Backend::Sqlite => {
@@ -183,8 +228,26 @@ impl UserStore {
             }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        let pseudonym_key = pseudonym_key(&pool).await?;
-        Ok(Self { pool, backend, timeout, keys, pseudonym_key })
+        usernames::fill_skeletons(&pool).await?;
+        let pseudonym_key = pseudonym::load(&pool, &key_home).await?;
+        let store = Self { pool, backend, timeout, keys, pseudonym_key };
+        // A `pseudonym_key` row just moved to its file: out of the WAL too.
+        store.scrub().await;
+        Ok(store)
+    }
+
+    /// SQLite: copies the WAL into the database and empties it, so that the bytes of
+    /// deleted rows (overwritten in the database by `secure_delete`) do not stay in
+    /// older WAL frames. Best effort: a reader holding the WAL only delays it.
+    async fn scrub(&self) {
+        if self.backend == Backend::Sqlite {
+            let done = bounded(self.timeout, async {
+                Ok(sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_all(&self.pool).await.map(|_| ())?)
+            });
+            if let Err(e) = done.await {
+                tracing::warn!(error = %e, "the WAL was not emptied after an erasure (it will be at a later one)");
+            }
+        }
     }
 
     /// The name an erased user keeps in the audit log: `erased:` and 32 hex digits
@@ -214,7 +277,7 @@ impl UserStore {
     /// Erases `username`: its template is deleted and its audit rows keep only its
     /// pseudonym, in one transaction.
     pub async fn erase(&self, username: &str) -> Result<Erased, StoreError> {
-        bounded(self.timeout, async {
+        let erased = bounded(self.timeout, async {
             let mut tx = self.pool.begin().await?;
             let users = sqlx::query("DELETE FROM users WHERE username = $1")
                 .bind(username)
@@ -225,7 +288,9 @@ impl UserStore {
             tx.commit().await?;
             Ok(Erased { users, decisions })
         })
-        .await
+        .await?;
+        self.scrub().await;
+        Ok(erased)
     }
 
     /// Whether templates are sealed at rest (keys configured).
@@ -233,9 +298,13 @@ impl UserStore {
         self.keys.is_some()
     }
 
-    /// Whether the database answers a trivial query now (`/ready`).
+    /// Whether the database answers a query of its tables now (`/ready`): `SELECT 1`
+    /// alone passed on an empty database made where the file had been deleted.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        bounded(self.timeout, async { Ok(sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())?) }).await
+        bounded(self.timeout, async {
+            Ok(sqlx::query("SELECT 1 FROM users LIMIT 1").fetch_optional(&self.pool).await.map(|_| ())?)
+        })
+        .await
     }
 
     pub fn backend(&self) -> Backend {
@@ -248,7 +317,9 @@ impl UserStore {
     }
 
     /// Inserts a new user; a username taken (even by a concurrent request) is
-    /// `DuplicateUsername`, decided by the primary key, not by a prior read.
+    /// `DuplicateUsername`, decided by the primary key, not by a prior read; a
+    /// username that looks like an enrolled one is `ConfusableUsername`, decided by
+    /// the unique index of skeletons.
     pub async fn insert(
         &self,
         username: &str,
@@ -259,18 +330,20 @@ impl UserStore {
         let (template, key_id) = self.seal(username, model_version, &embedding.to_bytes())?;
         bounded(self.timeout, async {
             let result = sqlx::query(
-                "INSERT INTO users (username, embedding, model_version, enrolled_at, key_id) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO users (username, embedding, model_version, enrolled_at, key_id, skeleton) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(username)
             .bind(template)
             .bind(model_version)
             .bind(now_ms)
             .bind(key_id)
+            .bind(usernames::skeleton(username))
             .execute(&self.pool)
             .await;
             match result {
                 Ok(_) => Ok(()),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::DuplicateUsername),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(self.taken(username).await?),
                 Err(e) => Err(e.into()),
             }
         })
@@ -362,7 +435,7 @@ impl UserStore {
 
     /// Erases every user (as `erase` does each) in one transaction.
     pub async fn reset(&self) -> Result<Erased, StoreError> {
-        bounded(self.timeout, async {
+        let erased = bounded(self.timeout, async {
             let mut tx = self.pool.begin().await?;
             let users = sqlx::query("DELETE FROM users").execute(&mut *tx).await?.rows_affected();
             let names: Vec<String> = sqlx::query("SELECT DISTINCT username FROM decisions WHERE username NOT LIKE $1")
@@ -379,7 +452,9 @@ impl UserStore {
             tx.commit().await?;
             Ok(Erased { users, decisions })
         })
-        .await
+        .await?;
+        self.scrub().await;
+        Ok(erased)
     }
 
     pub async fn count(&self) -> Result<i64, StoreError> {
@@ -397,22 +472,66 @@ impl UserStore {
 /// How erased users' names begin in the audit log.
 pub const ERASED_PREFIX: &str = "erased:";
 
-/// The database's pseudonym secret, made (32 random bytes) by the first process to
-/// open it; every replica on one database reads the same one.
-async fn pseudonym_key(pool: &AnyPool) -> Result<std::sync::Arc<[u8]>, StoreError> {
-    let mut fresh = [0u8; 32];
-    getrandom::fill(&mut fresh)
-        .map_err(|e| StoreError::Corrupt(format!("no randomness for the pseudonym key: {e}")))?;
-    let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
-    sqlx::query("INSERT INTO settings (name, value) VALUES ('pseudonym_key', $1) ON CONFLICT (name) DO NOTHING")
-        .bind(fresh)
-        .execute(pool)
-        .await?;
-    let key: String = sqlx::query("SELECT value FROM settings WHERE name = 'pseudonym_key'")
-        .fetch_one(pool)
-        .await?
-        .try_get("value")?;
-    Ok(key.into_bytes().into())
+/// The SQLite database file a pool works on, as it was when the server opened it.
+#[derive(Debug, Clone)]
+struct DatabaseFile {
+    path: std::sync::Arc<Path>,
+    identity: FileIdentity,
+}
+
+/// Which file a path names (device and inode): a file deleted and made again, or
+/// replaced by a rename, is another one.
+type FileIdentity = (u64, u64);
+
+fn identity_of(path: &Path) -> Option<FileIdentity> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        // Only whether it is there.
+        let _ = meta;
+        Some((0, 0))
+    }
+}
+
+impl DatabaseFile {
+    fn unchanged(&self) -> bool {
+        identity_of(&self.path) == Some(self.identity)
+    }
+
+    /// The error of a connection refused because the file changed: an I/O error,
+    /// so answered 503 `DATABASE_UNAVAILABLE`.
+    fn gone(&self) -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("the database file {} was deleted or replaced under the running server", self.path.display()),
+        ))
+    }
+}
+
+/// Opens the SQLite database once, making it if the URL says so (`mode=rwc`): only
+/// at start-up. Returns the URL of the pool's connections, which never make the file
+/// (`mode=rw`: a file deleted under the running server came back empty, and every
+/// request failed with "no such table" while `/ready` said ready), and the file
+/// (`None`: in memory).
+async fn open_sqlite(url: &str) -> Result<(String, Option<DatabaseFile>), StoreError> {
+    use sqlx::Connection;
+    use std::str::FromStr;
+    sqlx::AnyConnection::connect(url).await?.close().await?;
+    let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)?.get_filename().to_path_buf();
+    let file = identity_of(&path).map(|identity| DatabaseFile { path: path.into(), identity });
+    let pool_url = match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<&str> = query.split('&').map(|p| if p == "mode=rwc" { "mode=rw" } else { p }).collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url.to_string(),
+    };
+    Ok((pool_url, file))
 }
 
 /// Unix time in milliseconds.
@@ -502,11 +621,37 @@ pub(crate) mod tests {
             eprintln!("SKIPPED: FACEAUTH_TEST_POSTGRES_URL=skip");
             return None;
         }
-        let store = UserStore::connect(&url)
-            .await
-            .expect("PostgreSQL must be reachable (or set FACEAUTH_TEST_POSTGRES_URL=skip)");
+        let store = connect_for_test(&url, StoreOptions::default()).await;
         assert_eq!(store.backend(), Backend::Postgres);
         Some(store)
+    }
+
+    /// The pseudonym key of the shared test PostgreSQL: one for every test and run
+    /// (the database keeps a check of it and refuses another).
+    const TEST_PSEUDONYM_KEY: &str = "7e57000000000000000000000000000000000000000000000000000000000001";
+
+    /// Connects; PostgreSQL with the test key file (SQLite keeps its own beside the database).
+    pub(crate) async fn connect_for_test(url: &str, mut options: StoreOptions) -> UserStore {
+        use sqlx::Connection;
+        if url.starts_with("postgres") {
+            let path = std::env::temp_dir().join("faceauth-test-postgres-pseudonym.key");
+            // Whole or not at all for the tests reading it at the same time.
+            let temp = tempfile::NamedTempFile::new_in(std::env::temp_dir()).expect("temp file");
+            std::fs::write(temp.path(), TEST_PSEUDONYM_KEY).expect("write");
+            temp.persist(&path).expect("persist");
+            // A test database keyed by an earlier run (or older code) is put on the test key.
+            if let Ok(mut conn) = sqlx::AnyConnection::connect(url).await {
+                let _ = sqlx::query("DELETE FROM settings WHERE name = 'pseudonym_key'").execute(&mut conn).await;
+                let _ = sqlx::query("UPDATE settings SET value = $1 WHERE name = 'pseudonym_key_check'")
+                    .bind(pseudonym::check(TEST_PSEUDONYM_KEY))
+                    .execute(&mut conn)
+                    .await;
+            }
+            options.pseudonym_key_file = Some(path);
+        }
+        UserStore::connect_with(url, options)
+            .await
+            .expect("PostgreSQL must be reachable (or set FACEAUTH_TEST_POSTGRES_URL=skip)")
     }
 
     #[tokio::test]
@@ -520,9 +665,8 @@ pub(crate) mod tests {
     /// unavailable within about the timeout, not after a 30 s hang as a 500.
     async fn locked_table_is_unavailable(url: &str, lock: &str) {
         let timeout = Duration::from_millis(300);
-        let store =
-            UserStore::connect_with(url, StoreOptions { timeout, ..Default::default() }).await.expect("connect");
-        let locker = UserStore::connect(url).await.expect("connect");
+        let store = connect_for_test(url, StoreOptions { timeout, ..Default::default() }).await;
+        let locker = connect_for_test(url, StoreOptions::default()).await;
         let mut conn = locker.pool.acquire().await.expect("connection");
         sqlx::raw_sql(lock).execute(&mut *conn).await.expect("lock");
         let started = std::time::Instant::now();
@@ -566,7 +710,7 @@ pub(crate) mod tests {
     /// Templates are sealed at rest: the stored bytes are not the template, the
     /// row carries its key id, and a store without that key cannot read it.
     async fn templates_are_sealed(url: &str, username: &str) {
-        let store = UserStore::connect_with(url, keys(K1)).await.expect("connect");
+        let store = connect_for_test(url, keys(K1)).await;
         let _ = sqlx::query("DELETE FROM users WHERE username = $1").bind(username).execute(&store.pool).await;
         store.insert(username, &embedding(0.3), "m1").await.expect("insert");
         let row = sqlx::query("SELECT embedding, key_id FROM users WHERE username = $1")
@@ -579,9 +723,9 @@ pub(crate) mod tests {
         assert_ne!(stored, embedding(0.3).to_bytes());
         let found = store.find(username).await.expect("find").expect("present");
         assert!((found.embedding.cosine(&embedding(0.3)) - 1.0).abs() < 1e-5);
-        let clear = UserStore::connect(url).await.expect("connect");
+        let clear = connect_for_test(url, StoreOptions::default()).await;
         assert!(matches!(clear.find(username).await, Err(StoreError::SealedTemplate { .. })));
-        let other = UserStore::connect_with(url, keys(K2)).await.expect("connect");
+        let other = connect_for_test(url, keys(K2)).await;
         assert!(matches!(other.find(username).await, Err(StoreError::SealedTemplate { .. })));
         sqlx::query("DELETE FROM users WHERE username = $1").bind(username).execute(&store.pool).await.expect("clean");
     }
@@ -618,6 +762,117 @@ pub(crate) mod tests {
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
             templates_are_sealed(&url, "sealed-postgres").await;
         }
+    }
+
+    fn sqlite_url(dir: &Path) -> String {
+        format!("sqlite://{}?mode=rwc", dir.join("t.db").display())
+    }
+
+    fn settings_row(dir: &Path, name: &str) -> Option<String> {
+        let db = dir.join("t.db");
+        let out = std::process::Command::new("sqlite3")
+            .arg(&db)
+            .arg(format!("SELECT value FROM settings WHERE name = '{name}'"))
+            .output()
+            .expect("sqlite3");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!text.is_empty()).then_some(text)
+    }
+
+    /// Issue 22, item 9: a database whose `settings.pseudonym_key` row keyed its
+    /// pseudonyms (before the key file) has it moved to the file and deleted: the
+    /// same names keep the same pseudonyms, and the database no longer holds the key.
+    #[tokio::test]
+    async fn the_pseudonym_key_moves_out_of_the_database_and_pseudonyms_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = sqlite_url(dir.path());
+        let key_file = dir.path().join(pseudonym::FILE_NAME);
+        // The database as older code left it: the key in `settings`, no file, no check.
+        let store = UserStore::connect(&url).await.expect("connect");
+        let legacy = "0123456789abcdef".repeat(4);
+        sqlx::query("DELETE FROM settings").execute(&store.pool).await.expect("clear");
+        sqlx::query("INSERT INTO settings (name, value) VALUES ('pseudonym_key', $1)")
+            .bind(&legacy)
+            .execute(&store.pool)
+            .await
+            .expect("legacy key");
+        store.close().await;
+        std::fs::remove_file(&key_file).expect("the first start made a key file");
+
+        let store = UserStore::connect(&url).await.expect("connect");
+        let before = {
+            use hmac::Mac;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(legacy.as_bytes()).expect("key");
+            mac.update(b"carol");
+            let hex: String = mac.finalize().into_bytes().iter().take(16).map(|b| format!("{b:02x}")).collect();
+            format!("{ERASED_PREFIX}{hex}")
+        };
+        assert_eq!(store.pseudonym("carol"), before, "the moved key gives the same pseudonyms");
+        store.close().await;
+        assert_eq!(std::fs::read_to_string(&key_file).expect("key file").trim(), legacy);
+        assert_eq!(settings_row(dir.path(), "pseudonym_key"), None, "the key left the database");
+        assert!(settings_row(dir.path(), "pseudonym_key_check").is_some());
+        let db = std::fs::read(dir.path().join("t.db")).expect("database");
+        assert!(!db.windows(legacy.len()).any(|w| w == legacy.as_bytes()), "the key's bytes are overwritten");
+        // Restarted: the same key.
+        let store = UserStore::connect(&url).await.expect("connect");
+        assert_eq!(store.pseudonym("carol"), before);
+    }
+
+    /// Item 9: the key file missing, or another key, is refused at start-up rather
+    /// than silently giving erased users a second pseudonym.
+    #[tokio::test]
+    async fn a_missing_or_foreign_pseudonym_key_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = sqlite_url(dir.path());
+        let key_file = dir.path().join(pseudonym::FILE_NAME);
+        let first = UserStore::connect(&url).await.expect("connect").pseudonym("dave");
+        let kept = std::fs::read_to_string(&key_file).expect("key file made");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_file).expect("metadata").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{mode:o}");
+        }
+        std::fs::remove_file(&key_file).expect("remove");
+        let missing = UserStore::connect(&url).await.map(|_| ()).expect_err("no key file");
+        assert!(matches!(missing, StoreError::PseudonymKey(pseudonym::PseudonymKeyError::Missing(_))), "{missing}");
+        assert!(!key_file.exists(), "no new key was made");
+        std::fs::write(&key_file, "ab".repeat(32)).expect("write");
+        let foreign = UserStore::connect(&url).await.map(|_| ()).expect_err("another key");
+        assert!(matches!(foreign, StoreError::PseudonymKey(pseudonym::PseudonymKeyError::Mismatch(_))), "{foreign}");
+        std::fs::write(&key_file, "not a key").expect("write");
+        let malformed = UserStore::connect(&url).await.map(|_| ()).expect_err("not a key");
+        assert!(matches!(malformed, StoreError::PseudonymKey(pseudonym::PseudonymKeyError::Malformed(_))));
+        // Given elsewhere, by name.
+        let elsewhere = dir.path().join("keys/pseudonym.key");
+        std::fs::create_dir_all(elsewhere.parent().expect("parent")).expect("dir");
+        std::fs::write(&elsewhere, &kept).expect("write");
+        let options = StoreOptions { pseudonym_key_file: Some(elsewhere), ..Default::default() };
+        assert_eq!(UserStore::connect_with(&url, options).await.expect("connect").pseudonym("dave"), first);
+    }
+
+    /// Issue 22, item 13: the SQLite file deleted under the running store: its
+    /// connections do not make an empty database; every operation and the readiness
+    /// ping are refused as unavailable.
+    #[tokio::test]
+    async fn a_deleted_sqlite_file_is_unavailable_and_not_made_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = sqlite_url(dir.path());
+        let store = UserStore::connect(&url).await.expect("connect");
+        store.insert("erin", &embedding(0.3), "m1").await.expect("insert");
+        store.ping().await.expect("ping");
+        for name in ["t.db", "t.db-wal", "t.db-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(name));
+        }
+        for _ in 0..10 {
+            let err = store.ping().await.expect_err("no database");
+            assert!(err.is_unavailable(), "{err}");
+        }
+        let err = store.insert("frank", &embedding(0.4), "m1").await.expect_err("no database");
+        assert!(err.is_unavailable(), "{err}");
+        let err = store.find("erin").await.expect_err("no database");
+        assert!(err.is_unavailable(), "{err}");
+        assert!(!dir.path().join("t.db").exists(), "the file was made again");
     }
 
     #[test]

@@ -206,7 +206,7 @@ impl FaceAuth {
     pub async fn readiness(&self) -> Readiness {
         let set = self.engine.router().current();
         Readiness {
-            database: self.store.ping().await,
+            database: self.database_ready().await,
             answering_variants: set.variants.iter().filter(|v| !v.shadow && v.weight > 0).count(),
             embedding_model: self.engine.models().embedding_model_version.clone(),
         }
