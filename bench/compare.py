@@ -485,6 +485,32 @@ def print_table(results, servers_order=("faceauth", "python")):
                 fmt(ratio(f["cpu_ms_per_ok"], p["cpu_ms_per_ok"]), 2)))
 
 
+# issue 18: a video should cost about what its analysed frames cost
+VIDEO_COST_TARGET = {"video": 1.3, "video1080": 1.6}
+
+
+def print_video_cost(results, args):
+    """Each video case's CPU per answer against (frames analysed x the small photo's
+    CPU per answer) of the same run."""
+    runs = {c["case"]: c["runs"].get("faceauth") for c in results["cases"]}
+    small = runs.get("small")
+    videos = [c for c in results["cases"] if c["case"] in VIDEO_COST_TARGET and runs.get(c["case"])]
+    if not videos or not small or not small.get("cpu_ms_per_ok"):
+        return
+    frames = args.video_frames or (24 if args.liveness else 8)
+    print("\nvideo cost (faceauth, %s policy): CPU per answer / (%d frames x %.1f ms, the small photo's CPU per "
+          "answer):" % ("liveness" if args.liveness else "default", frames, small["cpu_ms_per_ok"]))
+    for c in videos:
+        r = runs[c["case"]]
+        x = ratio(r["cpu_ms_per_ok"], frames * small["cpu_ms_per_ok"])
+        target = VIDEO_COST_TARGET[c["case"]]
+        print("- %s: %s ms = %s x (target <= %.1f: %s); p50 %s ms, alone %s ms; peak RSS %s MB" % (
+            c["case"], fmt(r["cpu_ms_per_ok"], 0), fmt(x, 2), target,
+            "met" if x is not None and x <= target else "not met", fmt(r["p50_ms"], 0),
+            fmt(1000 * results["single_request_s"].get(c["case"], {}).get("faceauth", 0), 0),
+            fmt(mb(r["peak"] and r["peak"]["rss"]), 0)))
+
+
 def other_statuses(r):
     """Non-2xx answers other than 503, with their statuses; socket errors."""
     xs = ["%s x%d" % (k, v) for k, v in sorted(r["statuses"].items()) if not k.startswith("2") and k != "503"]
@@ -549,6 +575,17 @@ def main():
                     help="ONNX Runtime intra-op threads per Python worker (default 1, as faceauth's workers; "
                          "0 = ONNX Runtime's default, one per core)")
     ap.add_argument("--faceauth", default=os.path.join(REPO, "target", "release", "faceauth"))
+    ap.add_argument("--liveness", action="store_true",
+                    help="faceauth runs the liveness policy (target/wasm32-wasip2/release/liveness_policy.wasm, "
+                         "or --policy): videos are sampled at its 24 frames, every face also goes through the "
+                         "liveness models")
+    ap.add_argument("--policy", default="",
+                    help="faceauth's policy component (default: its own default, or the liveness policy with "
+                         "--liveness)")
+    ap.add_argument("--video-frames", type=int, default=0,
+                    help="frames faceauth analyses per video, for the video cost line (default 8, 24 with "
+                         "--liveness: faceauth's --video-max-frames / --video-liveness-frames)")
+    ap.add_argument("--no-python", action="store_true", help="do not start or time the Python baseline")
     ap.add_argument("--venv", default=os.path.join(BENCH, ".venv"), help="virtualenv of the Python baseline")
     ap.add_argument("--shared", default=SHARED, help="the shared data folder (default ../shared)")
     ap.add_argument("--file", action="append", default=[], metavar="CASE=ENROLL,AUTH",
@@ -563,7 +600,7 @@ def main():
     if not os.access(args.faceauth, os.X_OK):
         raise SystemExit("%s is missing: build it first (scripts/setup.sh)" % args.faceauth)
     ensure_wrk()
-    gunicorn = ensure_venv(args.venv)
+    gunicorn = "gunicorn" if args.no_python else ensure_venv(args.venv)
 
     out = args.out or os.path.join(BENCH, "results", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
@@ -586,9 +623,19 @@ def main():
 
     fa_port, py_port = free_port(), free_port()
     fa_data = os.path.join(tmp, "faceauth-data")
+    policy = []
+    if args.liveness or args.policy:
+        wasm = os.path.abspath(args.policy) if args.policy else os.path.join(REPO, "target", "wasm32-wasip2",
+                                                                             "release", "liveness_policy.wasm")
+        if not os.path.exists(wasm):
+            raise SystemExit("%s is missing: build it first (scripts/setup.sh)" % wasm)
+        policy = ["--policy", wasm]
     faceauth = Server("faceauth", [os.path.join(tmp, "faceauth"), "serve", "--listen", "127.0.0.1:%d" % fa_port,
                                    "--data-dir", fa_data, "--workers", str(args.workers),
-                                   "--max-queued", str(args.max_queued)],
+                                   "--max-queued", str(args.max_queued),
+                                   # wrk's connections all come from 127.0.0.1: one client, whose
+                                   # videos would otherwise be decoded 2 at a time (429 for the others)
+                                   "--video-decodes-per-client", "0"] + policy,
                       fa_port, os.path.join(out, "faceauth.log"))
     python = Server("python", [gunicorn, "-w", str(args.workers), "-b", "127.0.0.1:%d" % py_port,
                                "--no-control-socket", "--chdir", os.path.join(BENCH, "python_baseline"), "app:app"],
@@ -596,6 +643,8 @@ def main():
                     env={"BASELINE_DATA_DIR": os.path.join(tmp, "python-data"), "PYTHONDONTWRITEBYTECODE": "1",
                          "BASELINE_ORT_THREADS": str(args.python_ort_threads)})
     servers = {"faceauth": faceauth, "python": python}
+    if args.no_python:
+        del servers["python"]
 
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "args": vars(args), "cases": []}
     try:
@@ -620,7 +669,7 @@ def main():
     print("faceauth %s, binary %s; %d CPUs, %s; %s" % (results["git"], results["faceauth_binary"], os.cpu_count(),
                                                        platform.platform(), out), flush=True)
 
-    sampler = Sampler([faceauth, python])
+    sampler = Sampler(list(servers.values()))
     waiter = QuietWaiter(args.wait_quiet)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # still stops the servers
     try:
@@ -632,7 +681,7 @@ def main():
             starts.append(faceauth.start())
             if i + 1 < args.startup_runs:
                 faceauth.stop()
-        py_start = python.start()
+        py_start = python.start() if "python" in servers else None
         results["startup_s"] = {"faceauth": starts, "python": py_start}
         sampler.start()
         time.sleep(0.3)
@@ -786,17 +835,20 @@ def main():
         print("- %s: faceauth %s, Python %s" % (case["case"], fmt(t.get("faceauth") and 1000 * t["faceauth"], 0),
                                                fmt(t.get("python") and 1000 * t["python"], 0)
                                                if case["runs"].get("python", {}).get("skipped") is None else "-"))
+    print_video_cost(results, args)
     s = results["startup_s"]
     fa = s["faceauth"] + [t for n, t in results.get("restart_startup_s", []) if n == "faceauth"]
     py = [s["python"]] + [t for n, t in results.get("restart_startup_s", []) if n == "python"]
-    print("\nstart-up (spawn -> /health answering): faceauth median %.2f s, max %.2f s over %d starts (first %s); "
-          "Python (gunicorn, first worker answering) median %.2f s over %d" % (
-              sorted(fa)[len(fa) // 2], max(fa), len(fa), " / ".join("%.2f" % x for x in s["faceauth"]),
-              sorted(py)[len(py) // 2], len(py)))
+    print("\nstart-up (spawn -> /health answering): faceauth median %.2f s, max %.2f s over %d starts (first %s)%s" % (
+        sorted(fa)[len(fa) // 2], max(fa), len(fa), " / ".join("%.2f" % x for x in s["faceauth"]),
+        "; Python (gunicorn, first worker answering) median %.2f s over %d" % (sorted(py)[len(py) // 2], len(py))
+        if s["python"] is not None else ""))
     idle = results["idle"]
-    print("idle after start-up: faceauth RSS %s MB (%d process), Python RSS %s MB / PSS %s MB (%d processes)" % (
-        fmt(mb(idle["faceauth"]["rss"]), 0), idle["faceauth"]["processes"], fmt(mb(idle["python"]["rss"]), 0),
-        fmt(mb(idle["python"]["pss"]), 0), idle["python"]["processes"]))
+    print("idle after start-up: faceauth RSS %s MB (%d process)%s" % (
+        fmt(mb(idle["faceauth"]["rss"]), 0), idle["faceauth"]["processes"],
+        ", Python RSS %s MB / PSS %s MB (%d processes)" % (
+            fmt(mb(idle["python"]["rss"]), 0), fmt(mb(idle["python"]["pss"]), 0), idle["python"]["processes"])
+        if idle.get("python") else ""))
     if "saturation" in results:
         sat = results["saturation"]
         print("\n### saturation: %s, saturation concurrency %d (= workers %d + max-queued %d) and %d, %d s each" % (

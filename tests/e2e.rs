@@ -249,7 +249,8 @@ async fn authenticates_from_video_and_contains_bad_streams() {
     for (probe, reason, status) in [(&hang, "VIDEO_DECODE_TIMEOUT", 422), (&crash, "INVALID_VIDEO", 422)] {
         let server = start_server_with(&[
             ("TMPDIR", &tmp_path),
-            ("FACEAUTH_FFPROBE", probe.to_str().expect("path")),
+            // The decoder (the container's header is read in-process: no FFprobe for an MP4).
+            ("FACEAUTH_FFMPEG", probe.to_str().expect("path")),
             ("FACEAUTH_VIDEO_DECODER_TIMEOUT", "2"),
         ])
         .await;

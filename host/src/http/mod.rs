@@ -411,8 +411,9 @@ async fn log_request(request: Request, next: Next) -> Response {
     use tracing::Instrument;
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    // The route template, not the path: metric labels stay few (unknown paths are one label).
+    // The route template, not the path, in the log line as in the metric labels: the
+    // path names users (`/api/admin/users/bob`, an erased one), and the query string
+    // too (`?username=`); unknown paths are one label, so few (issue 22, item 9).
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -424,7 +425,7 @@ async fn log_request(request: Request, next: Next) -> Response {
     crate::telemetry::observe_request(method.as_str(), &route, response.status().as_u16(), reason, started.elapsed());
     span.in_scope(|| {
         tracing::info!(
-            "{method} {path} {} {reason} {:.1}ms",
+            "{method} {route} {} {reason} {:.1}ms",
             response.status().as_u16(),
             started.elapsed().as_secs_f64() * 1e3
         )
@@ -497,8 +498,8 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> RequestError 
     responses(
         (status = 200, description = "Decided by the policy: `trained` `success`, `EnrollStatus` `APPROVED`, \
             `ENROLLED_AS_USER`; or `failed`, `REJECTED` and the policy's reason (`NO_FACE_DETECTED`, \
-            `MULTIPLE_FACES_DETECTED`, `FACE_TOO_SMALL`, `FACE_TOO_BLURRY`, `FACE_NOT_FRONTAL`, or another \
-            policy's code).", body = EnrollAnswer),
+            `MULTIPLE_FACES_DETECTED`, `FACE_TOO_SMALL`, `FACE_TOO_DARK`, `FACE_TOO_BLURRY`, `FACE_NOT_FRONTAL`, \
+            or another policy's code).", body = EnrollAnswer),
         (status = 400, description = "The request is incomplete or malformed.", body = EnrollAnswer),
         (status = 408, description = "The upload did not arrive within `--upload-timeout`.", body = EnrollAnswer),
         (status = 409, description = "`USERNAME_ALREADY_EXISTS`: the username, or a look-alike of it (`аlice` \
@@ -534,7 +535,7 @@ async fn enroll(
     responses(
         (status = 200, description = "Decided by the policy: `APPROVED`, `AUTHENTIFICATION_SUCCESS` and the \
             score; or `REJECTED`, a null score and the policy's reason (`FACE_MISMATCH`, `NO_FACE_DETECTED`, \
-            `MULTIPLE_FACES_DETECTED`, `FACE_TOO_SMALL`, `FACE_TOO_BLURRY`, `FACE_NOT_FRONTAL`, \
+            `MULTIPLE_FACES_DETECTED`, `FACE_TOO_SMALL`, `FACE_TOO_DARK`, `FACE_TOO_BLURRY`, `FACE_NOT_FRONTAL`, \
             `LIVENESS_CHECK_FAILED`, or another policy's code).", body = AuthenticateAnswer),
         (status = 400, description = "The request is incomplete or malformed.", body = AuthenticateAnswer),
         (status = 404, description = "No user enrolled under this name.", body = AuthenticateAnswer),
@@ -548,8 +549,9 @@ async fn enroll(
         (status = 422, description = "An image or a video that cannot be decoded (in time).",
             body = AuthenticateAnswer),
         (status = 429, description = "Too many refused authentications of this username in `--attempt-window` \
-            (those that showed a face: a picture without one does not count), or as many being decided at once; \
-            `Retry-After` says when to try again.", body = AuthenticateAnswer),
+            (those that showed a face: a picture without one does not count), or as many being decided at once \
+            (`TOO_MANY_ATTEMPTS`); or this client address already has `--video-decodes-per-client` videos being \
+            decoded (`RATE_LIMITED`); `Retry-After` says when to try again.", body = AuthenticateAnswer),
         (status = 500, description = "A database or inference failure.", body = AuthenticateAnswer),
         (status = 503, description = "Retry later (`SERVER_BUSY` carries `Retry-After: 1`); `POLICY_ERROR`: the \
             policy failed; `DATABASE_UNAVAILABLE`: the database did not answer in time; `STORAGE_FULL`: the \

@@ -40,7 +40,7 @@ pub const ENROLL_REFUSALS: Refusals = &[
     (429, &["RATE_LIMITED"]),
     (431, &["HEADERS_TOO_LARGE"]),
     (500, &["INTERNAL_ERROR"]),
-    (503, &["SERVER_BUSY", "POLICY_ERROR", "DATABASE_UNAVAILABLE"]),
+    (503, &["SERVER_BUSY", "POLICY_ERROR", "DATABASE_UNAVAILABLE", "STORAGE_FULL"]),
 ];
 
 /// Host refusals of `POST /api/authentificate`, as [`ENROLL_REFUSALS`].
@@ -59,7 +59,7 @@ pub const AUTHENTICATE_REFUSALS: Refusals = &[
     (429, &["TOO_MANY_ATTEMPTS", "RATE_LIMITED"]),
     (431, &["HEADERS_TOO_LARGE"]),
     (500, &["INTERNAL_ERROR"]),
-    (503, &["SERVER_BUSY", "POLICY_ERROR", "DATABASE_UNAVAILABLE", "VIDEO_UNSUPPORTED"]),
+    (503, &["SERVER_BUSY", "POLICY_ERROR", "DATABASE_UNAVAILABLE", "VIDEO_UNSUPPORTED", "STORAGE_FULL"]),
 ];
 
 #[derive(utoipa::OpenApi)]
@@ -188,7 +188,7 @@ impl Modify for RequestLimits {
                 if !probe {
                     refusals.push((
                         "429",
-                        "With `--rate-limit` only: this client address is over its rate (`RATE_LIMITED`); `Retry-After` says in how many seconds to retry."
+                        "With `--rate-limit`: this client address is over its rate (`RATE_LIMITED`); `Retry-After` says in how many seconds to retry."
                             .to_string(),
                     ));
                 }

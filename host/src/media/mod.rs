@@ -2,6 +2,7 @@
 //! name), decompression bombs refused by `image::Limits`, EXIF orientation applied;
 //! videos are sampled into frames by FFmpeg (`video`).
 
+mod container;
 pub mod video;
 
 use std::io::Cursor;
@@ -49,6 +50,13 @@ pub enum MediaError {
     DecoderTimeout(u64),
     #[error("the video decoder is unavailable: {0}")]
     DecoderUnavailable(String),
+    /// The upload's temporary copy for the decoder could not be written (a full or
+    /// read-only temporary directory): the server's trouble, not the video's.
+    #[error("the video could not be stored for decoding: {0}")]
+    TempStorage(String),
+    /// This client already has this many videos being decoded.
+    #[error("{0} videos of this client are being decoded already: send the next when one is answered")]
+    ClientBusy(u32),
 }
 
 /// A decoded, upright RGB picture.

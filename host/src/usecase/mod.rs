@@ -5,6 +5,7 @@ pub mod admin;
 mod evidence;
 pub mod replay;
 pub mod stats;
+pub mod username;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,22 +18,20 @@ use crate::policy::{
     AuthenticateEvidence, Decision, Endpoint, EnrollEvidence, Evidence, Failure, Frame, ImageSize, MediaKind, Outcome,
     PolicyError, PolicyLimits, PolicyRuntime,
 };
-use crate::store::audit::{AuditLog, DecisionRecord, RecordedEvidence};
+use crate::store::audit::{self as audit_log, AuditLog, DecisionRecord, RecordedEvidence, Reserved};
 use crate::store::{StoreError, UserStore, now_ms};
 use crate::telemetry::{self, Stage};
 use crate::vision::{AnalyzedFace, FaceAnalyzer, FaceEmbedding, ModelFiles, VisionError, VisionPool};
 
 pub use evidence::{faces as face_evidence, motion as motion_summary, summarize as summarize_frames};
-
-/// Longest accepted username, in bytes.
-pub const MAX_USERNAME_BYTES: usize = 128;
+pub use username::{MAX_USERNAME_BYTES, validate_username};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UseCaseError {
     #[error("username is empty")]
     EmptyUsername,
     #[error(
-        "username is longer than {MAX_USERNAME_BYTES} bytes, is not valid UTF-8, or contains control or invisible format characters"
+        "username is longer than {MAX_USERNAME_BYTES} bytes, is not valid UTF-8, or contains control or invisible characters"
     )]
     InvalidUsername,
     #[error(transparent)]
@@ -41,6 +40,8 @@ pub enum UseCaseError {
     UnknownUser,
     #[error("this username is already enrolled")]
     DuplicateUsername,
+    #[error("this username looks like an enrolled one (same UTS #39 confusable skeleton)")]
+    ConfusableUsername,
     #[error("the enrolled template was made with another face model ({0}); enroll again")]
     OutdatedTemplate(String),
     #[error("the server is busy; retry later")]
@@ -77,6 +78,7 @@ impl From<StoreError> for UseCaseError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::DuplicateUsername => UseCaseError::DuplicateUsername,
+            StoreError::ConfusableUsername => UseCaseError::ConfusableUsername,
             other => UseCaseError::Store(other),
         }
     }
@@ -233,15 +235,21 @@ impl AnalyzedMedia {
     /// The policy's evidence: similarities to `template`, or, without one, to each
     /// frame's own primary face (tools that measure liveness alone).
     pub fn evidence(&self, template: Option<&FaceEmbedding>) -> AuthenticateEvidence {
+        let primaries: Vec<Option<&AnalyzedFace>> = self.frames.iter().map(|(_, faces)| faces.first()).collect();
+        let mut track = match self.kind {
+            MediaKind::Video => evidence::earlier_similarities(&primaries),
+            MediaKind::Image => Vec::new(),
+        }
+        .into_iter();
         let frames: Vec<Frame> = self
             .frames
             .iter()
             .map(|(timestamp_ms, faces)| Frame {
                 timestamp_ms: *timestamp_ms,
                 faces: face_evidence(faces, self.image, template),
+                earlier_similarities: track.next().unwrap_or_default(),
             })
             .collect();
-        let primaries: Vec<Option<&AnalyzedFace>> = self.frames.iter().map(|(_, faces)| faces.first()).collect();
         let summary = summarize_frames(&frames, motion_summary(&primaries));
         AuthenticateEvidence { media: self.kind, image: self.image, frames, summary }
     }
@@ -255,39 +263,30 @@ pub struct FaceAuth {
     audit: AuditLog,
     metrics: &'static telemetry::Exporter,
     attempts: Option<AttemptLimit>,
+    /// A write failed for lack of space and none has succeeded since: `/ready`
+    /// then probes with a write of its own.
+    storage_full: std::sync::atomic::AtomicBool,
 }
 
 /// Refused authentications allowed per username within a window (after the last
 /// approved one); more are answered 429 TOO_MANY_ATTEMPTS before any analysis.
+///
+/// What counts (`DecisionRecord::counts_as_attempt`): an authentication the policy
+/// refused although it showed a face. A face shown is a guess at the user's face,
+/// whatever the policy's reason: `FACE_MISMATCH`, `LIVENESS_CHECK_FAILED` (a photo or
+/// screen of the user held up: the very attack to limit) and `MULTIPLE_FACES_DETECTED`
+/// (several guesses at once) count. An upload without any face (`NO_FACE_DETECTED`:
+/// five blank 249-byte PNGs locked a user out for 15 minutes), a server failure
+/// (`POLICY_ERROR`, busy, timeouts) and an upload that is refused before a decision
+/// (undecodable, too large) do not. An approved authentication starts the count again.
+///
+/// Each attempt is reserved before its analysis, atomically across replicas (see
+/// `AuditLog::reserve_attempt`): reservations not yet decided count too, so that at
+/// most `max_failures` attempts are analysed however many arrive at once.
 #[derive(Debug, Clone, Copy)]
 pub struct AttemptLimit {
     pub max_failures: u32,
     pub window: std::time::Duration,
-}
-
-/// Checks a username and returns it as stored: surrounding whitespace removed, in
-/// Unicode NFC, so that one name typed two ways (a precomposed or a combining accent)
-/// is one account. Refused, so that two names that look alike cannot both exist or
-/// reach one account: control characters, invisible format characters (general
-/// category Cf: zero-width spaces and joiners, bidi overrides, BOM, soft hyphen) and
-/// U+FFFD, which is what invalid UTF-8 in the request (`Jos%E9`) decodes to.
-pub fn validate_username(raw: &str) -> Result<String, UseCaseError> {
-    use unicode_normalization::UnicodeNormalization;
-    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err(UseCaseError::EmptyUsername);
-    }
-    let refused =
-        |c: char| c.is_control() || c == char::REPLACEMENT_CHARACTER || c.general_category() == GeneralCategory::Format;
-    if name.chars().any(refused) {
-        return Err(UseCaseError::InvalidUsername);
-    }
-    let name: String = name.nfc().collect();
-    if name.len() > MAX_USERNAME_BYTES {
-        return Err(UseCaseError::InvalidUsername);
-    }
-    Ok(name)
 }
 
 /// A decision made, with how long the policy took.
@@ -341,7 +340,14 @@ struct Timing {
 impl FaceAuth {
     pub fn new(engine: FaceEngine, store: UserStore) -> Self {
         let audit = store.audit_log();
-        Self { engine, store, audit, metrics: telemetry::install(), attempts: None }
+        Self {
+            engine,
+            store,
+            audit,
+            metrics: telemetry::install(),
+            attempts: None,
+            storage_full: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// This service with a limit on failed authentications per username.
@@ -349,18 +355,49 @@ impl FaceAuth {
         Self { attempts: limit.filter(|l| l.max_failures > 0), ..self }
     }
 
-    /// Refuses the attempt when the username has used up its failures in the window.
-    async fn check_attempts(&self, username: &str) -> Result<(), UseCaseError> {
-        let Some(limit) = self.attempts else { return Ok(()) };
-        let window_ms = limit.window.as_millis().min(i64::MAX as u128) as i64;
-        let now = now_ms();
-        let (failures, first) = store_call(self.audit.failed_authentications(username, now - window_ms)).await?;
-        if failures < i64::from(limit.max_failures) {
-            return Ok(());
+    /// Reserves an attempt of `username` before its analysis, or refuses it 429
+    /// when its counted failures and the attempts being decided reach the limit.
+    /// `None`: no limit configured.
+    async fn reserve_attempt(&self, username: &str) -> Result<Option<Reservation>, UseCaseError> {
+        let Some(limit) = self.attempts else { return Ok(None) };
+        let limit = audit_log::Limit {
+            max: limit.max_failures,
+            window_ms: limit.window.as_millis().min(i64::MAX as u128) as i64,
+        };
+        let reserved = match store_call(self.audit.reserve_attempt(username, limit)).await {
+            // Refused: nothing was written.
+            refused @ Ok(Reserved::Refused { .. }) => refused,
+            written => self.watch_write(written),
+        }?;
+        match reserved {
+            Reserved::Granted(id) => Ok(Some(Reservation { audit: self.audit.clone(), id, released: false })),
+            Reserved::Refused { retry_after_ms } => {
+                Err(UseCaseError::TooManyAttempts { retry_after_s: (retry_after_ms.max(1000) as u64).div_ceil(1000) })
+            }
         }
-        // Free again when the oldest counted failure leaves the window.
-        let retry_after_ms = first.map_or(window_ms, |first| first + window_ms - now).max(1000);
-        Err(UseCaseError::TooManyAttempts { retry_after_s: (retry_after_ms as u64).div_ceil(1000) })
+    }
+
+    /// Notes whether a write reached the storage: a full one is remembered until a
+    /// write succeeds again (see `database_ready`).
+    fn watch_write<T>(&self, written: Result<T, StoreError>) -> Result<T, StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        match &written {
+            Ok(_) => self.storage_full.store(false, Relaxed),
+            Err(StoreError::Full(_)) => self.storage_full.store(true, Relaxed),
+            Err(_) => {}
+        }
+        written
+    }
+
+    /// The database answers and, if a write last failed for lack of space, a write
+    /// succeeds again (`/ready`): a full disk answers reads, so `SELECT 1` alone
+    /// said ready while every authentication failed.
+    pub async fn database_ready(&self) -> Result<(), StoreError> {
+        self.store.ping().await?;
+        if self.storage_full.load(std::sync::atomic::Ordering::Relaxed) {
+            self.watch_write(self.audit.probe_write().await)?;
+        }
+        Ok(())
     }
 
     /// Whether a new upload would be refused as busy right now (see `FaceEngine::is_saturated`).
@@ -416,24 +453,30 @@ impl FaceAuth {
     async fn enroll_as(&self, id: String, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
         let started = std::time::Instant::now();
         let username = &validate_username(username)?;
-        // Cheap early answer; the primary key still decides under a race.
+        // Cheap early answers; the primary key and the index of skeletons still
+        // decide under a race.
         if store_call(self.store.find(username)).await?.is_some() {
             return Err(UseCaseError::DuplicateUsername);
+        }
+        if store_call(self.store.confusable_with_enrolled(username)).await? {
+            return Err(UseCaseError::ConfusableUsername);
         }
         let route = self.engine.route(username)?;
         let (image, analyzed) = self.engine.analyze_upload(upload).await?;
         let timing = Timing { started, analysis_ms: started.elapsed().as_secs_f64() * 1000.0 };
         let evidence = Evidence::Enroll(EnrollEvidence { image, faces: face_evidence(&analyzed, image, None) });
         let primary = analyzed.first().map(|f| &f.embedding);
-        self.decide_and_record(id, username, &route, evidence, timing, OnApproval::Enroll(primary)).await
+        self.decide_and_record(id, username, &route, evidence, timing, OnApproval::Enroll(primary), None).await
     }
 
     async fn authenticate_as(&self, id: String, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
         let started = std::time::Instant::now();
         let username = &validate_username(username)?;
         let user = store_call(self.store.find(username)).await?.ok_or(UseCaseError::UnknownUser)?;
-        // Before the analysis: a guessing attack costs no inference.
-        self.check_attempts(username).await?;
+        // Before the analysis: a guessing attack costs no inference, and concurrent
+        // guesses cannot all pass one count. Released, unless a decision is recorded
+        // in its place, whichever way this request ends.
+        let reservation = self.reserve_attempt(username).await?;
         if user.model_version != self.engine.models.embedding_model_version {
             return Err(UseCaseError::OutdatedTemplate(user.model_version));
         }
@@ -443,11 +486,14 @@ impl FaceAuth {
         let media = self.engine.analyze_media(upload, route.requires_liveness()).await?;
         let timing = Timing { started, analysis_ms: started.elapsed().as_secs_f64() * 1000.0 };
         let evidence = Evidence::Authenticate(media.evidence(Some(&user.embedding)));
-        self.decide_and_record(id, username, &route, evidence, timing, OnApproval::Nothing).await
+        self.decide_and_record(id, username, &route, evidence, timing, OnApproval::Nothing, reservation).await
     }
 
     /// The answering variant decides and its decision is recorded; then, off the
     /// request's path, each shadow decides on the same evidence and is recorded.
+    /// An authentication whose decision cannot be recorded is refused (its attempt
+    /// would not count: on a full disk, 12 of 12 guesses were analysed and answered).
+    #[allow(clippy::too_many_arguments)]
     async fn decide_and_record(
         &self,
         id: String,
@@ -456,6 +502,7 @@ impl FaceAuth {
         evidence: Evidence,
         timing: Timing,
         on_approval: OnApproval<'_>,
+        reservation: Option<Reservation>,
     ) -> Result<Decision, UseCaseError> {
         let decided = decide(&route.answer, &evidence).await;
         let mut answer = DecisionRecord {
@@ -482,16 +529,30 @@ impl FaceAuth {
         };
         if let Err(e) = &stored {
             let failure = match e {
-                UseCaseError::DuplicateUsername => Failure::UsernameAlreadyExists,
+                UseCaseError::DuplicateUsername | UseCaseError::ConfusableUsername => Failure::UsernameAlreadyExists,
                 UseCaseError::Policy(_) => Failure::PolicyError,
                 _ => Failure::StoreError,
             };
             answer.outcome = Outcome::Failed { failure, message: crate::error_chain(e) };
         }
         stats::observe_decision(&answer);
-        if let Err(e) = store_call(self.audit.record(&answer)).await {
-            // The decision stands; losing its audit row is logged loudly.
-            tracing::error!(error = %e, request_id = %answer.request_id, "audit log write failed");
+        let reserved = reservation.as_ref().map(|r| r.id);
+        match self.watch_write(store_call(self.audit.record_attempt(&answer, reserved)).await) {
+            Ok(()) => {
+                if let Some(mut reservation) = reservation {
+                    // The decision row took its place (`record_attempt` names and deletes it).
+                    reservation.released = true;
+                }
+            }
+            // Not approved, and the attempt left unrecorded had no answer.
+            Err(e) if answer.endpoint == Endpoint::Authenticate => {
+                tracing::error!(error = %e, request_id = %answer.request_id, "audit log write failed: refused");
+                return Err(e.into());
+            }
+            Err(e) => {
+                // An enrollment stored stands; losing its audit row is logged loudly.
+                tracing::error!(error = %e, request_id = %answer.request_id, "audit log write failed");
+            }
         }
         if !route.shadows.is_empty() {
             let (audit, shadows) = (self.audit.clone(), route.shadows.clone());
@@ -516,7 +577,37 @@ impl FaceAuth {
         let embedding = primary.ok_or_else(|| {
             UseCaseError::Policy(PolicyError::InvalidDecision("approved an enrollment without a face".into()))
         })?;
-        Ok(store_call(self.store.insert(username, embedding, &self.engine.models.embedding_model_version)).await?)
+        let version = &self.engine.models.embedding_model_version;
+        Ok(self.watch_write(store_call(self.store.insert(username, embedding, version)).await)?)
+    }
+}
+
+/// An attempt reserved before an authentication's analysis (see
+/// `AuditLog::reserve_attempt`). Released when dropped, unless its decision was
+/// recorded in its place: an error that is no attempt (busy, an undecodable upload,
+/// an outdated template, the client gone mid-analysis) must not count.
+struct Reservation {
+    audit: AuditLog,
+    id: i64,
+    released: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let (audit, id) = (self.audit.clone(), self.id);
+        // Off the request's path (it may be ending by cancellation). Not released
+        // (no runtime, the database unreachable): it stops counting after
+        // `RESERVATION_TTL_MS`.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = audit.release_attempt(id).await {
+                    tracing::warn!(error = %e, "an attempt reservation was not released; it expires");
+                }
+            });
+        }
     }
 }
 
@@ -525,33 +616,4 @@ fn request_id() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{:x}-{:x}-{n:x}", now_ms(), std::process::id())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usernames_are_trimmed_and_checked() {
-        assert_eq!(validate_username("  alice ").ok().as_deref(), Some("alice"));
-        assert!(matches!(validate_username("   "), Err(UseCaseError::EmptyUsername)));
-        assert!(matches!(validate_username("a\u{0}b"), Err(UseCaseError::InvalidUsername)));
-        assert!(matches!(validate_username(&"x".repeat(129)), Err(UseCaseError::InvalidUsername)));
-        assert!(validate_username("José García-Núñez").is_ok());
-    }
-
-    /// Issue 11, defect 7: two different names must not reach one account, and one
-    /// name written two ways must.
-    #[test]
-    fn usernames_are_one_spelling_each() {
-        // Invalid UTF-8 in the request arrives as U+FFFD: `Jos%E9` and `Jos%E8` were one account.
-        assert!(matches!(validate_username("Jos\u{FFFD}"), Err(UseCaseError::InvalidUsername)));
-        // Invisible format characters: zero-width space and joiner, bidi override, BOM, soft hyphen.
-        for name in ["ali\u{200B}ce", "ali\u{200D}ce", "\u{202E}ecila", "\u{FEFF}alice", "ali\u{AD}ce"] {
-            assert!(matches!(validate_username(name), Err(UseCaseError::InvalidUsername)), "{name:?}");
-        }
-        // NFC: the decomposed and the precomposed "é" are one name.
-        assert_eq!(validate_username("Jose\u{301}").ok().as_deref(), Some("Jos\u{E9}"));
-        assert_eq!(validate_username("Jos\u{E9}").ok().as_deref(), Some("Jos\u{E9}"));
-    }
 }
