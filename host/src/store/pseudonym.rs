@@ -69,9 +69,15 @@ pub(super) async fn load(pool: &AnyPool, home: &KeyHome) -> Result<Arc<[u8]>, St
         (Some(legacy), None) => create(path, legacy)?,
         (None, None) => {
             if setting(pool, "pseudonym_key_check").await?.is_some() {
-                return Err(PseudonymKeyError::Missing(shown()).into());
+                // A replica started at the same moment may have written the file and
+                // its check between our read of the file and of the check: read again.
+                match read(path)? {
+                    Some(file) => file,
+                    None => return Err(PseudonymKeyError::Missing(shown()).into()),
+                }
+            } else {
+                create(path, &fresh()?)?
             }
-            create(path, &fresh()?)?
         }
     };
     // Two replicas starting at once with different files: the first check stored wins.
