@@ -333,7 +333,59 @@ async fn head_turn_videos_are_approved_for_their_own_person_only() {
     );
     assert!(report.failure_to_enroll <= 0.05, "{} of {} cards refused", report.enrollments_refused, report.enrollments);
     let videos: std::collections::BTreeSet<_> = attempts.iter().map(|a| a.authenticate.clone()).collect();
-    assert_eq!(videos.len(), 9);
+    assert!(videos.len() >= 9, "{} videos", videos.len());
+}
+
+/// Issue 18: webcam clips of people turning their heads 50-90 degrees (frames that
+/// match their own ID card at 0.04-0.31) are approved, each person enrolled from a
+/// card of a frame of their clip; the same clips spliced after another person's
+/// clip are refused, enrolled as either person (`scripts/eval/make_spliced_videos.py`
+/// measures every pair: README, "Selfie videos").
+#[tokio::test(flavor = "multi_thread")]
+async fn head_turning_clips_are_approved_and_two_people_spliced_are_not() {
+    let shared = common::shared_dir_or_skip!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8").to_string();
+    let mut attempts = Vec::new();
+    let turning = ["liveness/live/zubair__real.mov", "liveness/live/apfol__real2.webm"];
+    for clip in turning {
+        let (clip, still) = (shared.join(clip), dir.path().join(format!("{}.jpg", attempts.len())));
+        common::ffmpeg(&["-i", &path(&clip), "-vf", "select=eq(n\\,5)", "-frames:v", "1", &path(&still)]);
+        attempts.push(faceauth::eval::Attempt { enroll: still, authenticate: clip, genuine: true });
+    }
+    // A phone selfie clip of one person, then the second half of another's.
+    let a = shared.join("videos/tdp-e237e533a6ca7f8449e48d07136b19ea");
+    let b = shared.join("videos/tdp-9958b1e9cb13d1381b21ebaa74af4546");
+    let spliced = dir.path().join("a_then_b.mp4");
+    let fit = "scale=720:720:force_original_aspect_ratio=decrease,pad=720:720:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=25";
+    common::ffmpeg(&[
+        "-t",
+        "2.5",
+        "-i",
+        &path(&a.join("0001d815c0--61dc1abdd087f5618bf66eb9__8.mp4")),
+        "-ss",
+        "4",
+        "-i",
+        &path(&b.join("0001d815c0--61dc1afaeae6cc347caa18b2__8.mp4")),
+        "-filter_complex",
+        &format!("[0:v]{fit}[a];[1:v]{fit}[b];[a][b]concat=n=2:v=1,format=yuv420p[v]"),
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        &path(&spliced),
+    ]);
+    for still in
+        [a.join("0001d815c0--61dc1abdd087f5618bf66eb9__1.jpg"), b.join("0001d815c0--61dc1afaeae6cc347caa18b2__5.jpg")]
+    {
+        attempts.push(faceauth::eval::Attempt { enroll: still, authenticate: spliced.clone(), genuine: false });
+    }
+    let report = evaluate(faceauth::eval::Mode::Video, attempts).await;
+    assert_eq!((report.genuine.approved, report.genuine.attempts), (2, 2), "{:?}", report.genuine);
+    assert!(report.impostors_approved.is_empty(), "a splice approved: {:?}", report.impostors_approved);
+    assert_eq!(report.impostor.refused.get("FACE_MISMATCH"), Some(&2), "{:?}", report.impostor);
 }
 
 /// Low-resolution clips (176x144, as old phones record 3GP) still show a findable,

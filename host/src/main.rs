@@ -10,7 +10,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,ort=warn,wasmtime=warn,cranelift=warn".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    // The tools print their answer (JSON for `verify`, `eval --json`) on stdout: their
+    // log lines go to stderr; the server's to stdout, as before.
+    let writer = match cli.command {
+        Command::Serve(_) => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
+        _ => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(writer);
     match cli.log_format {
         // One JSON object per line, with the request span's id, for log shippers.
         faceauth::config::LogFormat::Json => logs.json().with_current_span(true).init(),

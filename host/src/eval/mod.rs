@@ -177,6 +177,10 @@ pub struct AttemptResult {
     /// Cosine of the two primary faces (for a video, the median over frames with a
     /// face), whatever the gates said: what the recognizer alone would see.
     pub similarity: Option<f32>,
+    /// A video's evidence as the policy saw it (every frame's faces, the track), for
+    /// `--attempts-out`: rules can be studied on it without analysing the clips again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<crate::policy::AuthenticateEvidence>,
 }
 
 impl AttemptResult {
@@ -397,6 +401,7 @@ async fn authenticate(
         reason: None,
         approved: false,
         similarity: None,
+        evidence: None,
     };
     let cell = match media.lock() {
         Ok(mut m) => m.entry(attempt.authenticate.clone()).or_default().clone(),
@@ -428,10 +433,13 @@ async fn authenticate(
         return result;
     };
     let decision = match analyzed {
-        Ok(analyzed) => policy
-            .decide_authenticate(analyzed.evidence(Some(template)))
-            .await
-            .map_err(|e| format!("POLICY_ERROR: {e}")),
+        Ok(analyzed) => {
+            let evidence = analyzed.evidence(Some(template));
+            if analyzed.kind == MediaKind::Video {
+                result.evidence = Some(evidence.clone());
+            }
+            policy.decide_authenticate(evidence).await.map_err(|e| format!("POLICY_ERROR: {e}"))
+        }
         Err(e) => Err(e),
     };
     match decision {

@@ -380,7 +380,9 @@ impl LoadedPolicy {
     /// and answer a 24-frame video within its budget.
     fn self_check(&self) -> Result<(), SelfCheckFailure> {
         let parse = |name: &str, json: &str| -> Result<AuthenticateEvidence, SelfCheckFailure> {
-            serde_json::from_str(json).map_err(|e| format!("recorded evidence {name}: {e}").into())
+            serde_json::from_str(json)
+                .and_then(|value| serde_json::from_value(outcome::upgraded(value)))
+                .map_err(|e| format!("recorded evidence {name}: {e}").into())
         };
         let no_face: EnrollEvidence = serde_json::from_str(SELFCHECK_ENROLL_NO_FACE)
             .map_err(|e| SelfCheckFailure::from(format!("recorded evidence enroll_no_face: {e}")))?;

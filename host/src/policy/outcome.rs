@@ -72,9 +72,21 @@ impl Evidence {
         }
         Ok(match endpoint {
             Endpoint::Enroll => Evidence::Enroll(serde_json::from_value(value)?),
-            Endpoint::Authenticate => Evidence::Authenticate(serde_json::from_value(value)?),
+            Endpoint::Authenticate => Evidence::Authenticate(serde_json::from_value(upgraded(value))?),
         })
     }
+}
+
+/// Authentication evidence recorded before interface 0.4.0 has no face track: an
+/// empty one (as a still image's), so that older decisions can still be replayed.
+/// The new `option` fields (`brightness`) read as none by themselves.
+pub(super) fn upgraded(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(frames) = value.get_mut("frames").and_then(serde_json::Value::as_array_mut) {
+        for frame in frames.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+            frame.entry("earlier_similarities").or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        }
+    }
+    value
 }
 
 /// The first number in `value` that an `f32` cannot hold.

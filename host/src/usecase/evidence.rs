@@ -24,6 +24,23 @@ pub fn faces(analyzed: &[AnalyzedFace], image: ImageSize, reference: Option<&Fac
             similarity: f.embedding.cosine(reference),
             liveness: f.liveness,
             eyes_open: f.eyes_open,
+            brightness: Some(f.brightness),
+        })
+        .collect()
+}
+
+/// The clip's face track: for each frame, the cosine of its primary face to the
+/// primary face of each earlier frame (`None` where either has no face). See
+/// `earlier-similarities` in wit/policy.wit.
+pub fn earlier_similarities(primaries: &[Option<&AnalyzedFace>]) -> Vec<Vec<Option<f32>>> {
+    primaries
+        .iter()
+        .enumerate()
+        .map(|(j, face)| {
+            primaries[..j]
+                .iter()
+                .map(|earlier| Some(earlier.as_ref()?.embedding.cosine(&face.as_ref()?.embedding)))
+                .collect()
         })
         .collect()
 }
@@ -109,21 +126,30 @@ mod tests {
             similarity,
             liveness: None,
             eyes_open: None,
+            brightness: Some(0.5),
         }
     }
 
     #[test]
     fn summary_counts_frames_and_orders_similarities() {
         let frames = vec![
-            Frame { timestamp_ms: 0, faces: vec![face(100.0, 1.0, 0.7)] },
-            Frame { timestamp_ms: 100, faces: vec![] },
-            Frame { timestamp_ms: 200, faces: vec![face(100.0, 1.0, 0.2), face(80.0, 0.8, 0.9)] },
-            Frame { timestamp_ms: 300, faces: vec![face(100.0, 1.0, 0.5), face(20.0, 0.2, 0.1)] },
+            Frame { timestamp_ms: 0, faces: vec![face(100.0, 1.0, 0.7)], earlier_similarities: vec![] },
+            Frame { timestamp_ms: 100, faces: vec![], earlier_similarities: vec![] },
+            Frame {
+                timestamp_ms: 200,
+                faces: vec![face(100.0, 1.0, 0.2), face(80.0, 0.8, 0.9)],
+                earlier_similarities: vec![],
+            },
+            Frame {
+                timestamp_ms: 300,
+                faces: vec![face(100.0, 1.0, 0.5), face(20.0, 0.2, 0.1)],
+                earlier_similarities: vec![],
+            },
         ];
         let s = summarize(&frames, NO_MOTION);
         assert_eq!((s.frames, s.frames_with_face, s.frames_with_single_face), (4, 3, 2));
         assert_eq!((s.best_similarity, s.median_similarity, s.worst_similarity), (Some(0.7), Some(0.5), Some(0.2)));
-        let empty = summarize(&[Frame { timestamp_ms: 0, faces: vec![] }], NO_MOTION);
+        let empty = summarize(&[Frame { timestamp_ms: 0, faces: vec![], earlier_similarities: vec![] }], NO_MOTION);
         assert_eq!((empty.frames_with_face, empty.median_similarity), (0, None));
     }
 

@@ -222,6 +222,13 @@ pub fn luma(p: &image::Rgb<u8>) -> f32 {
     0.299 * p.0[0] as f32 + 0.587 * p.0[1] as f32 + 0.114 * p.0[2] as f32
 }
 
+/// Mean luma of an image, in [0, 1]. On the aligned 112x112 face it tells an
+/// underexposed or backlit face from a lit one, whatever the background is.
+pub fn mean_luma(image: &RgbImage) -> f32 {
+    let n = (image.width() as f64 * image.height() as f64).max(1.0);
+    (image.pixels().map(|p| f64::from(luma(p))).sum::<f64>() / n / 255.0) as f32
+}
+
 /// Variance of the 4-neighbour Laplacian of the grey image: the usual focus measure.
 /// Measured on the aligned 112x112 face, so it does not depend on the upload's size.
 pub fn laplacian_variance(image: &RgbImage) -> f32 {
@@ -391,6 +398,14 @@ mod tests {
         let flat = RgbImage::from_pixel(32, 32, image::Rgb([128; 3]));
         assert!(laplacian_variance(&sharp) > 1000.0);
         assert_eq!(laplacian_variance(&flat), 0.0);
+    }
+
+    #[test]
+    fn mean_luma_spans_black_to_white() {
+        assert_eq!(mean_luma(&RgbImage::from_pixel(8, 8, image::Rgb([0; 3]))), 0.0);
+        assert!((mean_luma(&RgbImage::from_pixel(8, 8, image::Rgb([255; 3]))) - 1.0).abs() < 1e-5);
+        let half = RgbImage::from_fn(8, 8, |x, _| if x < 4 { image::Rgb([255; 3]) } else { image::Rgb([0; 3]) });
+        assert!((mean_luma(&half) - 0.5).abs() < 1e-5);
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct AnalyzedFace {
     pub detector_score: f32,
     pub landmarks: [Point; 68],
     pub sharpness: f32,
+    /// Mean luma of the aligned face, in [0, 1].
+    pub brightness: f32,
     pub pose: HeadPose,
     pub embedding: FaceEmbedding,
     /// Fused live probability, when liveness models are loaded.

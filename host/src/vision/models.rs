@@ -336,6 +336,7 @@ impl FaceAnalyzer {
             bbox: detection.bbox,
             detector_score: detection.score,
             sharpness: geometry::laplacian_variance(&aligned),
+            brightness: geometry::mean_luma(&aligned),
             pose: geometry::estimate_pose(&landmarks),
             landmarks,
             embedding,

@@ -10,8 +10,8 @@ faceauth_policy_sdk::standard_policy!(DefaultPolicy, "default", Thresholds::DEFA
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faceauth_policy_sdk::testing::{authenticate_image, authenticate_video, enroll, face};
-    use faceauth_policy_sdk::{AuthenticateEvidence, Decision, EnrollEvidence, Guest, reasons};
+    use faceauth_policy_sdk::testing::{authenticate_image, authenticate_video_tracked, enroll, face};
+    use faceauth_policy_sdk::{AuthenticateEvidence, Decision, EnrollEvidence, Face, Guest, reasons};
 
     fn reason(d: &Decision) -> &str {
         &d.reason
@@ -79,28 +79,73 @@ mod tests {
         assert_eq!(reason(&d), reasons::NO_FACE_DETECTED);
     }
 
+    /// A frame of a video: one face with this similarity to the enrollment and pose.
+    fn frame(similarity: f32, yaw: f32, pitch: f32) -> Vec<Face> {
+        let mut f = face(200.0, similarity);
+        f.pose.yaw = yaw;
+        f.pose.pitch = pitch;
+        vec![f]
+    }
+
+    /// A video of one person: their faces 0.8 similar to each other.
+    fn one_person(frames: Vec<Vec<Face>>) -> AuthenticateEvidence {
+        authenticate_video_tracked(frames, |_, _| 0.8)
+    }
+
     #[test]
-    fn a_video_is_judged_on_its_usable_frames() {
-        let good = || vec![face(200.0, 0.7)];
-        let d = auth_decision(authenticate_video(vec![good(), good(), good()]));
+    fn a_video_is_judged_on_its_frontal_frames_and_its_own_track() {
+        let front = |s: f32| frame(s, 0.0, 0.0);
+        let d = auth_decision(one_person(vec![front(0.7), front(0.72), front(0.68)]));
         assert!(d.approved, "{d:?}");
-        // A different person in any usable frame.
-        let d = auth_decision(authenticate_video(vec![good(), vec![face(200.0, 0.1)], good()]));
+        assert_eq!(d.score, Some(0.7), "the median of the identity frames");
+        // Issue 18: a frame looking up (pitch 33) scored 0.16 and one turned 54 deg
+        // 0.31 against the enrollment, and refused a genuine clip: they are not
+        // frontal enough to say who it is.
+        let d =
+            auth_decision(one_person(vec![front(0.75), frame(0.16, 5.0, 33.0), frame(0.31, 54.0, 0.0), front(0.7)]));
+        assert!(d.approved, "{d:?}");
+        // Two people's clips spliced: frames 2 and 3 at the same pose as 0 and 1 are
+        // another face.
+        let spliced = |i: usize, j: usize| if (i < 2) == (j < 2) { 0.8 } else { 0.1 };
+        let frames = vec![front(0.75), front(0.7), frame(0.1, 5.0, 0.0), frame(0.12, 40.0, 0.0)];
+        let d = auth_decision(authenticate_video_tracked(frames.clone(), spliced));
         assert_eq!(reason(&d), reasons::FACE_MISMATCH);
-        // The head turned away (out of view, or in profile) in some frames: a normal
-        // capture movement, judged on the frames where the face is usable.
-        let mut turned = face(200.0, 0.2);
-        turned.pose.yaw = 85.0;
-        let d = auth_decision(authenticate_video(vec![good(), vec![], vec![turned], good()]));
+        // Views 40 degrees apart are not compared (the embedding does not hold over
+        // such turns): a low similarity between them is no break.
+        let turned = |i: usize, j: usize| if i == 0 && j == 1 { 0.1 } else { 0.8 };
+        let d = auth_decision(authenticate_video_tracked(vec![front(0.75), frame(0.2, 45.0, 0.0), front(0.7)], turned));
         assert!(d.approved, "{d:?}");
-        assert_eq!(d.score, Some(0.7));
-        // Too few usable frames: the reason most frames were refused for.
-        let d = auth_decision(authenticate_video(vec![good(), vec![turned], vec![turned]]));
+        // The identity frames are another person's.
+        let d = auth_decision(one_person(vec![front(0.1), front(0.2), front(0.15)]));
+        assert_eq!(reason(&d), reasons::FACE_MISMATCH);
+        // The head turned away (out of view, or in profile) in some frames.
+        let d = auth_decision(one_person(vec![front(0.7), vec![], frame(0.2, 85.0, 0.0), front(0.7)]));
+        assert!(d.approved, "{d:?}");
+        // Too few identity frames: the reason most frames were refused for.
+        let d = auth_decision(one_person(vec![front(0.7), frame(0.2, 50.0, 0.0), frame(0.2, 50.0, 0.0)]));
         assert_eq!(reason(&d), reasons::FACE_NOT_FRONTAL);
-        let d = auth_decision(authenticate_video(vec![vec![], vec![], good()]));
+        let d = auth_decision(one_person(vec![vec![], vec![], front(0.7)]));
         assert_eq!(reason(&d), reasons::NO_FACE_DETECTED);
         // A second large face in any frame, usable or not.
-        let d = auth_decision(authenticate_video(vec![good(), good(), vec![face(200.0, 0.7), face(150.0, 0.0)]]));
+        let d = auth_decision(one_person(vec![front(0.7), front(0.7), vec![face(200.0, 0.7), face(150.0, 0.0)]]));
         assert_eq!(reason(&d), reasons::MULTIPLE_FACES_DETECTED);
+    }
+
+    #[test]
+    fn a_dark_face_is_told_to_find_light_not_refused_as_someone_else() {
+        let dark = |s: f32| {
+            let mut f = frame(s, 0.0, 0.0);
+            f[0].brightness = Some(0.05);
+            f
+        };
+        // Backlit in every frame, so it also scores low: the person can fix the light.
+        let d = auth_decision(one_person(vec![dark(0.2), dark(0.25), dark(0.1)]));
+        assert_eq!(reason(&d), reasons::FACE_TOO_DARK);
+        let d = auth_decision(authenticate_image(dark(0.2)));
+        assert_eq!(reason(&d), reasons::FACE_TOO_DARK);
+        // Evidence recorded before brightness was measured is not refused for it.
+        let mut unmeasured = frame(0.7, 0.0, 0.0);
+        unmeasured[0].brightness = None;
+        assert!(auth_decision(authenticate_image(unmeasured)).approved);
     }
 }

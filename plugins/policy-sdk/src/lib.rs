@@ -82,6 +82,9 @@ pub mod reasons {
     pub const FACE_TOO_BLURRY: &str = "FACE_TOO_BLURRY";
     /// The head is turned or tilted too far.
     pub const FACE_NOT_FRONTAL: &str = "FACE_NOT_FRONTAL";
+    /// The face is underexposed or backlit: more light on the face, or the light
+    /// source in front of the person rather than behind.
+    pub const FACE_TOO_DARK: &str = "FACE_TOO_DARK";
     /// The face is not the enrolled person's.
     pub const FACE_MISMATCH: &str = "FACE_MISMATCH";
     /// The face looks printed or replayed, or shows no required movement.
@@ -150,6 +153,9 @@ pub struct QualityGate {
     pub min_face_px: f32,
     /// Smallest accepted sharpness (variance of Laplacian of the aligned face).
     pub min_sharpness: f32,
+    /// Smallest accepted brightness (mean luma of the aligned face, in [0, 1]); a
+    /// face whose brightness was not measured (older evidence) is not refused for it.
+    pub min_brightness: f32,
     /// Largest accepted |yaw|, in degrees.
     pub max_abs_yaw: f32,
     /// Largest accepted |pitch|, in degrees.
@@ -157,10 +163,14 @@ pub struct QualityGate {
 }
 
 impl QualityGate {
-    /// The reason `face` fails the gate (size, then sharpness, then pose), or `None`.
+    /// The reason `face` fails the gate (size, then brightness, then sharpness, then
+    /// pose), or `None`. Brightness before sharpness: a dark face has little contrast,
+    /// so it also measures blurry, and light is what the person can fix.
     pub fn check(&self, face: &Face) -> Option<&'static str> {
         if face.face_box.height < self.min_face_px || face.face_box.width < self.min_face_px * 0.5 {
             Some(reasons::FACE_TOO_SMALL)
+        } else if face.brightness.is_some_and(|b| b < self.min_brightness) {
+            Some(reasons::FACE_TOO_DARK)
         } else if face.sharpness < self.min_sharpness {
             Some(reasons::FACE_TOO_BLURRY)
         } else if face.pose.yaw.abs() > self.max_abs_yaw || face.pose.pitch.abs() > self.max_abs_pitch {
@@ -188,6 +198,7 @@ pub mod testing {
             similarity,
             liveness: None,
             eyes_open: None,
+            brightness: Some(0.45),
         }
     }
 
@@ -216,11 +227,30 @@ pub mod testing {
         authenticate(MediaKind::Video, frames)
     }
 
+    /// A video whose face track says `similarity(i, j)` between the primary faces of
+    /// frames `i < j` (none where a frame has no face).
+    pub fn authenticate_video_tracked(
+        frames: Vec<Vec<Face>>,
+        similarity: impl Fn(usize, usize) -> f32,
+    ) -> AuthenticateEvidence {
+        let mut evidence = authenticate(MediaKind::Video, frames);
+        let has_face: Vec<bool> = evidence.frames.iter().map(|f| !f.faces.is_empty()).collect();
+        for (j, frame) in evidence.frames.iter_mut().enumerate() {
+            frame.earlier_similarities =
+                (0..j).map(|i| (has_face[i] && has_face[j]).then(|| similarity(i, j))).collect();
+        }
+        evidence
+    }
+
     fn authenticate(media: MediaKind, frames: Vec<Vec<Face>>) -> AuthenticateEvidence {
         let frames: Vec<Frame> = frames
             .into_iter()
             .enumerate()
-            .map(|(i, f)| Frame { timestamp_ms: i as u32 * 250, faces: self::faces(f) })
+            .map(|(i, f)| Frame {
+                timestamp_ms: i as u32 * 250,
+                faces: self::faces(f),
+                earlier_similarities: Vec::new(),
+            })
             .collect();
         // As the host computes it (host/src/usecase/evidence.rs), without movement.
         let summary = faceauth_evidence_summary::summarize(frames.iter().map(|f| FrameFaces {

@@ -4,15 +4,24 @@
 //! (`liveness-policy`). Figures behind the values: this crate's README.
 
 use faceauth_policy_sdk::QualityGate;
-use faceauth_policy_sdk::standard::Thresholds;
+use faceauth_policy_sdk::standard::{self, Thresholds};
 
 /// The strict thresholds; every one can still be overridden per variant.
 pub const STRICT: Thresholds = Thresholds {
     match_threshold: 0.50,
-    quality: QualityGate { min_face_px: 80.0, min_sharpness: 40.0, max_abs_yaw: 25.0, max_abs_pitch: 30.0 },
+    quality: QualityGate {
+        min_face_px: 80.0,
+        min_sharpness: 40.0,
+        max_abs_yaw: 25.0,
+        max_abs_pitch: 30.0,
+        min_brightness: standard::MIN_BRIGHTNESS,
+    },
     ghost_max_relative_size: 0.6,
     selfie_max_other_relative_size: 0.25,
     min_usable_frames: 3.0,
+    video_identity_pose: standard::VIDEO_IDENTITY_POSE,
+    min_track_similarity: standard::MIN_TRACK_SIMILARITY,
+    track_max_pose_difference: standard::TRACK_MAX_POSE_DIFFERENCE,
 };
 
 faceauth_policy_sdk::standard_policy!(StrictPolicy, "strict", STRICT);
