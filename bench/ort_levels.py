@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time each shipped ONNX model at ONNX Runtime's graph optimisation levels, one thread.
 
-Why: the host picks a level per model (host/src/vision/models.rs). On the 2-core
+Why: the host picks a level per model (crates/faceauth-core/src/vision/models.rs). On the 2-core
 AVX-512 machine of 2026-12-01 the top level (NCHWc layout) made fr_feature 3x slower
 (57 vs 18.8 ms) and the other models faster. Run it again on new hardware or a new
 onnxruntime before trusting those constants.

@@ -23,7 +23,7 @@ if ! python3 -c 'import requests' >/dev/null 2>&1; then
     else sudo apt-get update -qq && sudo apt-get install -y -qq python3-requests >/dev/null; fi
   fi
 fi
-# The API contract (tests/openapi.rs) is fuzzed against the live server by
+# The API contract (host/tests/openapi.rs) is fuzzed against the live server by
 # schemathesis (PyPI): the one on PATH, else a virtual environment under target/
 # (no system-wide pip install: a Debian system Python refuses them, PEP 668).
 if ! command -v schemathesis >/dev/null 2>&1 && [ ! -x target/schemathesis/bin/schemathesis ]; then

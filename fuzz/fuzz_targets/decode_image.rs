@@ -3,7 +3,7 @@
 //! must refuse any byte string with an error, never panic or exceed the caps.
 #![no_main]
 
-use faceauth::media::{self, DecodeLimits};
+use faceauth_core::media::{self, DecodeLimits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! stored form reads back to the same evidence (and to the same text again).
 #![no_main]
 
-use faceauth::policy::{Endpoint, Evidence};
+use faceauth_core::policy::{Endpoint, Evidence};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header::CONTENT_TYPE;
-use faceauth::usecase::{MAX_USERNAME_BYTES, validate_username};
+use faceauth_core::usecase::{MAX_USERNAME_BYTES, validate_username};
 use libfuzzer_sys::fuzz_target;
 
 /// The boundary of every fuzzed body (seeds in corpus/multipart use it).

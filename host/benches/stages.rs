@@ -12,12 +12,12 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use faceauth::config::EngineConfig;
-use faceauth::media::{DecodeLimits, decode_image};
-use faceauth::policy::{EnrollEvidence, ImageSize, PolicyLimits, PolicyRuntime};
-use faceauth::usecase::face_evidence;
-use faceauth::vision::geometry::{TEMPLATE_112, five_points, similarity_transform, warp_affine};
-use faceauth::vision::{FaceAnalyzer, ModelFiles, onnx_environment};
+use faceauth_core::media::{DecodeLimits, decode_image};
+use faceauth_core::policy::{EnrollEvidence, ImageSize, PolicyLimits, PolicyRuntime};
+use faceauth_core::usecase::EngineConfig;
+use faceauth_core::usecase::face_evidence;
+use faceauth_core::vision::geometry::{TEMPLATE_112, five_points, similarity_transform, warp_affine};
+use faceauth_core::vision::{FaceAnalyzer, ModelFiles, onnx_environment};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -1,5 +1,5 @@
 //! Per-presentation detail behind `faceauth eval --mode liveness`: the same
-//! presentations (`faceauth::eval::liveness::presentations`: ../shared, the still
+//! presentations (`faceauth_eval::liveness::presentations`: ../shared, the still
 //! photos turned into videos of `scripts/eval/make_still_videos.py` and the simulated
 //! recaptures of `scripts/eval/make_presentation_attacks.py`, when generated), the
 //! same analysis and decisions, one line each: set, source, kind, the policy's median
@@ -15,10 +15,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use faceauth::config::EngineConfig;
-use faceauth::eval::liveness::{LivenessReport, presentations, run};
-use faceauth::policy::{PolicyLimits, PolicyRuntime};
-use faceauth::usecase::FaceEngine;
+use faceauth_core::policy::{PolicyLimits, PolicyRuntime};
+use faceauth_core::usecase::EngineConfig;
+use faceauth_core::usecase::FaceEngine;
+use faceauth_eval::liveness::{LivenessReport, presentations, run};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()

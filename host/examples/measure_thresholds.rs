@@ -12,9 +12,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use faceauth::config::EngineConfig;
-use faceauth::media::decode_image;
-use faceauth::vision::{AnalyzedFace, FaceAnalyzer, ModelFiles, onnx_environment};
+use faceauth_core::media::decode_image;
+use faceauth_core::usecase::EngineConfig;
+use faceauth_core::vision::{AnalyzedFace, FaceAnalyzer, ModelFiles, onnx_environment};
 use image::RgbImage;
 
 fn percentile(sorted: &[f32], p: f32) -> f32 {

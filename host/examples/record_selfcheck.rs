@@ -1,4 +1,4 @@
-//! Records the evidence of the policy self-check (host/src/policy/selfcheck/*.json)
+//! Records the evidence of the policy self-check (crates/faceauth-core/src/policy/selfcheck/*.json)
 //! from the committed fixtures, through the real engine: every policy must refuse
 //! an ID card without a face, a stranger's selfie and a selfie with two people, and
 //! must answer a 24-frame liveness video within its budget, before it takes traffic.
@@ -9,15 +9,15 @@
 
 use std::path::PathBuf;
 
-use faceauth::config::EngineConfig;
-use faceauth::policy::EnrollEvidence;
-use faceauth::usecase::{FaceEngine, face_evidence};
+use faceauth_core::policy::EnrollEvidence;
+use faceauth_core::usecase::EngineConfig;
+use faceauth_core::usecase::{FaceEngine, face_evidence};
 
 #[tokio::main]
 async fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let fixture = |name: &str| std::fs::read(root.join("tests/fixtures").join(name)).expect("fixture");
-    let out = root.join("host/src/policy/selfcheck");
+    let out = root.join("crates/faceauth-core/src/policy/selfcheck");
     std::fs::create_dir_all(&out).expect("output dir");
     let engine = FaceEngine::init(&EngineConfig::defaults()).expect("engine (run scripts/setup.sh)");
     let write = |name: &str, json: String| {

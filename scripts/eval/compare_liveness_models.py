@@ -22,7 +22,7 @@ Candidates
     of 3, class 1 = live. Crop = face box scaled by 2.7 (resp. 4.0) around its centre,
     the scale shrunk so the crop fits the image (min(scale, (h-1)/bh, (w-1)/bw)),
     shifted to stay inside, resized to 80x80. Live score = mean of the two p(class 1)
-    (what host/src/vision/models.rs `FaceAnalyzer::liveness` computes).
+    (what crates/faceauth-core/src/vision/models.rs `FaceAnalyzer::liveness` computes).
 
 Face box (shared by both candidates, so they see exactly the same faces): the project's
 detector `models/fr_detect.onnx` on the whole image letterboxed into 320x240 (aspect

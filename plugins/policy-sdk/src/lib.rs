@@ -252,7 +252,7 @@ pub mod testing {
                 earlier_similarities: Vec::new(),
             })
             .collect();
-        // As the host computes it (host/src/usecase/evidence.rs), without movement.
+        // As the host computes it (crates/faceauth-core/src/usecase/evidence.rs), without movement.
         let summary = faceauth_evidence_summary::summarize(frames.iter().map(|f| FrameFaces {
             primary_similarity: f.faces.first().map(|p| p.similarity),
             other_relative_sizes: f.faces.iter().skip(1).map(|o| o.relative_size),

@@ -1,6 +1,6 @@
 """Host-faithful Python copy of the face pipeline stages that passive liveness depends on.
 
-Mirrors host/src/vision/models.rs and host/src/media/video.rs (read, not imported):
+Mirrors crates/faceauth-core/src/vision/models.rs and crates/faceauth-core/src/media/video.rs (read, not imported):
 
 * images: decoded with EXIF orientation applied (PIL `ImageOps.exif_transpose`), RGB;
 * videos: ffprobe duration, then `ffmpeg -t 30 -vf fps=N/d,scale<=1280` (2 fps when the

@@ -3,7 +3,7 @@
 their simulated / real print and screen recaptures), reusing the boxes of extract.py:
 
 1. Rust-equivalence: the crop resized by a numpy copy of the host's own
-   `geometry::resize_bilinear` (host/src/vision/geometry.rs: centre-aligned bilinear, no
+   `geometry::resize_bilinear` (crates/faceauth-core/src/vision/geometry.rs: centre-aligned bilinear, no
    anti-aliasing, f32, round) instead of cv2.INTER_LINEAR (fixed-point): pixel differences
    and live-score differences, and the rates of both.
 2. Resolution: a filter without anti-aliasing aliases differently at every down-scaling
