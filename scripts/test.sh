@@ -41,4 +41,7 @@ if ! command -v node >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq nodejs >/dev/null
   else sudo apt-get update -qq && sudo apt-get install -y -qq nodejs >/dev/null; fi
 fi
+# A policy written in Python (componentize-py from PyPI, into target/python-policy),
+# run as a variant by host/tests/python_policy.rs; idempotent, 20 ms when built.
+plugins/python-policy/build.sh
 cargo test --release --workspace "$@"
