@@ -5,7 +5,7 @@
 //!
 //! The pictures are the repository's fixtures (deepface photos, MIT): a 720x498
 //! selfie, the same selfie as a 3600x2490 (9 MP) JPEG, and an ID card. A regression
-//! shows in the stage that slowed, not only in the end-to-end bench (`bench/compare.py`).
+//! shows in the stage that slowed, not only in the end-to-end bench (`scripts/bench/compare.py`).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot set up should stop loudly
 
 use std::hint::black_box;

@@ -1,6 +1,6 @@
 //! End to end: the real `faceauth` binary on a free port with a temporary SQLite
 //! database, driven over HTTP with realistic fixtures (ID cards built from real,
-//! MIT-licensed deepface photos; see tests/fixtures/make_fixtures.py).
+//! MIT-licensed deepface photos; see scripts/fixtures/make_fixtures.py).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 mod common;

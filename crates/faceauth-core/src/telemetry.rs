@@ -1,3 +1,4 @@
+// Not split (issue 19): 88 of its 404 lines are tests; the rest is one concern, the process's metrics.
 //! Process metrics on the `metrics` crate, exported in Prometheus text at
 //! `/metrics` by `metrics-exporter-prometheus`: every HTTP answer by route, status
 //! and reason; the vision pool's workers and queue; the duration of each stage of an

@@ -1,4 +1,4 @@
-//! Synthetic ID-1 cards made from a face photo, as `tests/fixtures/make_fixtures.py`
+//! Synthetic ID-1 cards made from a face photo, as `scripts/fixtures/make_fixtures.py`
 //! makes the committed card fixtures: a tinted, line-patterned background, a header
 //! band, text lines, the main portrait (head and shoulders, 0.58 of the card's
 //! height) and a small faded grey "ghost" portrait of the same person, saved as JPEG.

@@ -13,8 +13,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::client_address;
-use super::limits::rate_key;
+use crate::access::client_address;
+use crate::answer::LoggedReason;
+use crate::limits::rate_key;
 
 /// The reason code of `MediaError::ClientBusy` (`ApiError::reason_and_status`).
 const REFUSED: &str = "RATE_LIMITED";
@@ -34,7 +35,7 @@ pub(super) async fn decode_as_client(
     let client = rate_key(client_address(request.headers(), peer, &trusted_proxies), peer);
     let mut response = faceauth_core::media::video::decode_for(client, next.run(request)).await;
     let refused = response.status() == StatusCode::TOO_MANY_REQUESTS
-        && response.extensions().get::<super::LoggedReason>().is_some_and(|r| r.0 == REFUSED);
+        && response.extensions().get::<LoggedReason>().is_some_and(|r| r.0 == REFUSED);
     if refused && !response.headers().contains_key(header::RETRY_AFTER) {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1u32));
     }

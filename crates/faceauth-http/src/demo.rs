@@ -12,7 +12,7 @@ use axum::routing::get;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::ApiState;
+use crate::router::ApiState;
 
 const PAGE: &str = include_str!("demo/page.html");
 
@@ -114,14 +114,17 @@ mod tests {
         let explained: BTreeSet<String> =
             table.lines().filter_map(|l| l.trim().split_once(':')).map(|(code, _)| code.to_string()).collect();
 
-        let http = include_str!("lib.rs");
+        let http = include_str!("error.rs");
         let body = http
             .split("fn reason_and_status")
             .nth(1)
             .expect("reason_and_status moved out of http/mod.rs: point this test at it (the page explains its codes)");
         let body = &body[..body.find("\n    }\n").expect("end of reason_and_status")];
         let mut codes = codes_in(body);
-        assert!(codes.len() >= 20, "reason_and_status codes: {codes:?}");
+        // The use cases' codes (`UseCaseError::code`), which `reason_and_status` forwards.
+        let use_cases = include_str!("../../faceauth-core/src/usecase/error.rs");
+        codes.extend(codes_in(use_cases.split("pub fn code").nth(1).expect("UseCaseError::code")));
+        assert!(codes.len() >= 20, "reason_and_status and UseCaseError::code codes: {codes:?}");
         // The 404 / 405 answers in the admin shape.
         codes.extend(["NOT_FOUND".to_string(), "METHOD_NOT_ALLOWED".to_string()]);
         // The host's own refusals of a policy decision (the POLICY_ERROR family).

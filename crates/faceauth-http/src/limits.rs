@@ -11,7 +11,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::{api_error, client_address, rejected};
+use crate::access::client_address;
+use crate::answer::{api_error, rejected};
 use faceauth_core::policy::Endpoint;
 
 /// The longest request target (path and query). The API's own are under 300 bytes;

@@ -148,7 +148,7 @@ impl Modify for NarrowRefusals {
 /// The document of the API: every route `super::router` registers (each through
 /// `routes!`, the `/demo` page's by `demo_page` below).
 pub fn document() -> OpenApi {
-    let (_, paths) = super::documented_routes().split_for_parts();
+    let (_, paths) = crate::router::documented_routes().split_for_parts();
     let mut doc = ApiDoc::openapi();
     doc.merge(paths);
     RequestLimits.modify(&mut doc);
@@ -247,7 +247,7 @@ fn document_json() -> &'static str {
 )]
 pub(super) async fn openapi_json() -> Response {
     let mut response = ([(axum::http::header::CONTENT_TYPE, "application/json")], document_json()).into_response();
-    response.extensions_mut().insert(super::LoggedReason("OPENAPI".into()));
+    response.extensions_mut().insert(crate::answer::LoggedReason("OPENAPI".into()));
     response
 }
 

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::ServerConfig;
 use crate::connections;
+use crate::error::RateLimitedWarning;
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn run(
@@ -192,14 +193,13 @@ async fn serve(
 }
 
 /// Accept errors, at most one line a second.
-static ACCEPT_ERROR: crate::RateLimitedWarning = crate::RateLimitedWarning::new("accept error");
+static ACCEPT_ERROR: RateLimitedWarning = RateLimitedWarning::new("accept error");
 /// Connections refused because none could give way, at most one line a second.
-static FULL_WARNING: crate::RateLimitedWarning =
-    crate::RateLimitedWarning::new("connection limit reached: new connections closed");
+static FULL_WARNING: RateLimitedWarning = RateLimitedWarning::new("connection limit reached: new connections closed");
 /// Idle connections closed for newcomers, at most one line a second per cap.
-static CLIENT_EVICTION: crate::RateLimitedWarning = crate::RateLimitedWarning::new(
+static CLIENT_EVICTION: RateLimitedWarning = RateLimitedWarning::new(
     "per-client connection limit reached: the client's idlest connections closed for its new ones",
 );
-static SERVER_EVICTION: crate::RateLimitedWarning = crate::RateLimitedWarning::new(
+static SERVER_EVICTION: RateLimitedWarning = RateLimitedWarning::new(
     "connection limit reached: the connections that sent least for longest closed for new ones",
 );

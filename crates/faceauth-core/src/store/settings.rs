@@ -40,15 +40,13 @@ impl DatabaseConfig {
     pub async fn connect(&self) -> Result<crate::store::UserStore, crate::store::StoreError> {
         let mut spec = self.template_keys.clone().unwrap_or_default();
         if let Some(path) = &self.template_key_file {
-            let text = std::fs::read_to_string(path).map_err(|source| crate::store::templates::KeyError::File {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| crate::store::sealing::KeyError::File { path: path.display().to_string(), source })?;
             spec = format!("{spec}\n{text}");
         }
         let options = crate::store::StoreOptions {
             timeout: std::time::Duration::from_secs(self.db_timeout),
-            template_keys: crate::store::templates::TemplateKeys::parse(&spec)?.map(std::sync::Arc::new),
+            template_keys: crate::store::sealing::TemplateKeys::parse(&spec)?.map(std::sync::Arc::new),
             // SQLite: beside the database (the store's default).
             pseudonym_key_file: self.pseudonym_key_file.clone().or_else(|| {
                 self.database_url

@@ -1,0 +1,220 @@
+//! The admin reports' wire types: per-variant statistics and a replay's report.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::admin::DONE;
+use faceauth_core::usecase::admin::StatsReport;
+use faceauth_core::usecase::replay::{Confusion, ReplayReport, Tally, VariantReplay};
+use faceauth_core::usecase::stats::{Percentiles, VariantStats};
+
+/// Latency percentiles, milliseconds.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PercentilesJson {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl From<Percentiles> for PercentilesJson {
+    fn from(Percentiles { p50, p90, p99, max }: Percentiles) -> Self {
+        Self { p50, p90, p99, max }
+    }
+}
+
+/// One variant's statistics.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VariantStatsJson {
+    pub variant: String,
+    pub policy: String,
+    pub shadow: bool,
+    pub decisions: u64,
+    pub approved: u64,
+    pub approval_rate: f64,
+    pub policy_errors: u64,
+    /// Count by reason.
+    pub reasons: BTreeMap<String, u64>,
+    /// Scores of approved authentications, in `score_bins` bins over [0, 1].
+    pub score_histogram: Vec<u64>,
+    pub total_ms: PercentilesJson,
+    pub analysis_ms: PercentilesJson,
+    pub policy_ms: PercentilesJson,
+    /// Mean share of the request's time spent in the policy call.
+    pub policy_share: f64,
+}
+
+impl From<VariantStats> for VariantStatsJson {
+    fn from(v: VariantStats) -> Self {
+        let VariantStats {
+            variant,
+            policy,
+            shadow,
+            decisions,
+            approved,
+            approval_rate,
+            policy_errors,
+            reasons,
+            score_histogram,
+            total_ms,
+            analysis_ms,
+            policy_ms,
+            policy_share,
+        } = v;
+        Self {
+            variant,
+            policy,
+            shadow,
+            decisions,
+            approved,
+            approval_rate,
+            policy_errors,
+            reasons,
+            score_histogram,
+            total_ms: total_ms.into(),
+            analysis_ms: analysis_ms.into(),
+            policy_ms: policy_ms.into(),
+            policy_share,
+        }
+    }
+}
+
+/// `GET /api/admin/stats`: the report's fields beside `code` and `msg`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StatsAnswer {
+    #[schema(example = 200)]
+    pub code: u16,
+    #[schema(example = "DONE")]
+    pub msg: String,
+    /// Start of the window, Unix ms.
+    pub since_ms: i64,
+    /// Decisions in the window (at most the last 100 000).
+    pub decisions: usize,
+    pub score_bins: usize,
+    pub variants: Vec<VariantStatsJson>,
+}
+
+impl StatsAnswer {
+    pub fn new(report: StatsReport) -> Self {
+        let StatsReport { since_ms, decisions, score_bins, variants } = report;
+        Self {
+            code: 200,
+            msg: DONE.into(),
+            since_ms,
+            decisions,
+            score_bins,
+            variants: variants.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Approvals and rejections against the ground truth.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConfusionJson {
+    pub genuine_approved: u64,
+    pub genuine_rejected: u64,
+    pub impostor_approved: u64,
+    pub impostor_rejected: u64,
+}
+
+impl From<Confusion> for ConfusionJson {
+    fn from(c: Confusion) -> Self {
+        let Confusion { genuine_approved, genuine_rejected, impostor_approved, impostor_rejected } = c;
+        Self { genuine_approved, genuine_rejected, impostor_approved, impostor_rejected }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TallyJson {
+    pub approved: u64,
+    pub rejected: u64,
+    /// Count by reason.
+    pub reasons: BTreeMap<String, u64>,
+    /// Only when labels were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confusion: Option<ConfusionJson>,
+}
+
+impl From<Tally> for TallyJson {
+    fn from(Tally { approved, rejected, reasons, confusion }: Tally) -> Self {
+        Self { approved, rejected, reasons, confusion: confusion.map(Into::into) }
+    }
+}
+
+/// What one recorded variant decided, and what the candidate decides on the same requests.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VariantReplayJson {
+    pub recorded: TallyJson,
+    pub replayed: TallyJson,
+}
+
+impl From<VariantReplay> for VariantReplayJson {
+    fn from(VariantReplay { recorded, replayed }: VariantReplay) -> Self {
+        Self { recorded: recorded.into(), replayed: replayed.into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReplayReportJson {
+    /// `name@version` of the candidate.
+    pub candidate: String,
+    /// Recorded answers replayed.
+    pub decisions: u64,
+    /// Records whose evidence could not be read (written by an older interface).
+    pub unreadable: u64,
+    pub recorded: TallyJson,
+    pub replayed: TallyJson,
+    pub per_variant: BTreeMap<String, VariantReplayJson>,
+    pub changed: u64,
+    pub approve_to_reject: u64,
+    pub reject_to_approve: u64,
+    /// `"OLD_REASON -> NEW_REASON"`: count.
+    pub reason_changes: BTreeMap<String, u64>,
+}
+
+impl From<ReplayReport> for ReplayReportJson {
+    fn from(r: ReplayReport) -> Self {
+        let ReplayReport {
+            candidate,
+            decisions,
+            unreadable,
+            recorded,
+            replayed,
+            per_variant,
+            changed,
+            approve_to_reject,
+            reject_to_approve,
+            reason_changes,
+        } = r;
+        Self {
+            candidate,
+            decisions,
+            unreadable,
+            recorded: recorded.into(),
+            replayed: replayed.into(),
+            per_variant: per_variant.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            changed,
+            approve_to_reject,
+            reject_to_approve,
+            reason_changes,
+        }
+    }
+}
+
+/// `POST /api/admin/replay`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReplayAnswer {
+    #[schema(example = 200)]
+    pub code: u16,
+    #[schema(example = "DONE")]
+    pub msg: String,
+    pub report: ReplayReportJson,
+}
+
+impl ReplayAnswer {
+    pub fn new(report: ReplayReport) -> Self {
+        Self { code: 200, msg: DONE.into(), report: report.into() }
+    }
+}
