@@ -14,12 +14,14 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     }
     let list = args.list.clone().unwrap_or_else(|| match args.mode {
         Mode::Video | Mode::Liveness => "../shared/videos/index.csv".into(),
-        Mode::Pairs | Mode::Card => "../shared/faces/lfw-train/pairs.csv".into(),
+        Mode::Pairs | Mode::Card | Mode::Duplicates => "../shared/faces/lfw-train/pairs.csv".into(),
     });
     let mut attempts = match args.mode {
         Mode::Video | Mode::Liveness => faceauth_eval::read_video_index(&list, &args.same_person)?,
-        Mode::Pairs | Mode::Card if list.is_dir() => faceauth_eval::read_folder(&list, &args.same_person)?,
-        Mode::Pairs | Mode::Card => faceauth_eval::read_pairs(&list)?,
+        Mode::Pairs | Mode::Card | Mode::Duplicates if list.is_dir() => {
+            faceauth_eval::read_folder(&list, &args.same_person)?
+        }
+        Mode::Pairs | Mode::Card | Mode::Duplicates => faceauth_eval::read_pairs(&list)?,
     };
     if let Some(n) = args.limit {
         attempts.truncate(n);
@@ -42,6 +44,12 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     };
     let run = faceauth_eval::run(engine, policy.clone(), args.mode, attempts, &options, move || ticker.inc(1)).await;
     bar.finish_and_clear();
+    if args.mode == Mode::Duplicates {
+        // Thresholds over the 1:1 one (0.35): a 1:N search needs far fewer false matches per pair.
+        let thresholds: Vec<f64> = (0..=20).map(|i| 0.35 + 0.025 * f64::from(i)).collect();
+        let report = faceauth_eval::duplicates::duplicate_report(&run.faces, &thresholds)?;
+        return write_eval_output(&args, &run.attempts, &report, report.text());
+    }
     let results = run.attempts;
     let mut report = faceauth_eval::Report::new(args.mode, &policy, &results, started.elapsed().as_secs_f64());
     report.impostor_sweep = Some(faceauth_eval::impostor_sweep(&run.faces, 0.20, 0.50, 0.025));
