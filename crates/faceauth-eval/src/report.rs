@@ -238,31 +238,8 @@ impl Report {
         use std::fmt::Write;
         let pct = |x: f64| format!("{:.2} %", 100.0 * x);
         let mut s = String::new();
-        let op = |p: &metrics::OperatingPoint, m: &metrics::Verification| {
-            format!(
-                "TAR {} ({}/{}) at FAR {} ({}/{}), threshold {:.3}",
-                pct(p.tar),
-                p.genuine_accepted,
-                m.genuine,
-                pct(p.far),
-                p.impostor_accepted,
-                m.impostor,
-                p.threshold
-            )
-        };
         let v = |s: &mut String, name: &str, m: &metrics::Verification| {
-            let _ = writeln!(
-                s,
-                "{name}: ROC AUC {:.4}, EER {}, best accuracy {} at {:.3}; {}; {}; unscored genuine {}, impostor {}",
-                m.roc_auc,
-                pct(m.eer),
-                pct(m.best_accuracy),
-                m.best_accuracy_threshold,
-                op(&m.at_far_1e2, m),
-                op(&m.at_far_1e3, m),
-                m.genuine_unscored,
-                m.impostor_unscored,
-            );
+            let _ = writeln!(s, "{}", verification_line(name, m));
         };
         let _ = writeln!(
             s,
@@ -330,5 +307,55 @@ impl Report {
         }
         let _ = writeln!(s, "{:.1} s, {:.1} ms per attempt", self.seconds, self.ms_per_attempt);
         s
+    }
+}
+
+/// One recognizer's figures; "n/a" where a side is missing: an AUC, an EER or a TAR
+/// at a FAR needs genuine and impostor attempts both (issue 21: it printed AUC
+/// 0.0000 and TAR 100 % with no impostors).
+fn verification_line(name: &str, m: &metrics::Verification) -> String {
+    let pct = |x: f64| format!("{:.2} %", 100.0 * x);
+    if m.genuine == 0 || m.impostor == 0 {
+        return format!(
+            "{name}: n/a (ROC AUC, EER and TAR at FAR need genuine and impostor attempts: {} genuine, {} impostor scored)",
+            m.genuine, m.impostor
+        );
+    }
+    let op = |p: &metrics::OperatingPoint| {
+        format!(
+            "TAR {} ({}/{}) at FAR {} ({}/{}), threshold {:.3}",
+            pct(p.tar),
+            p.genuine_accepted,
+            m.genuine,
+            pct(p.far),
+            p.impostor_accepted,
+            m.impostor,
+            p.threshold
+        )
+    };
+    format!(
+        "{name}: ROC AUC {:.4}, EER {}, best accuracy {} at {:.3}; {}; {}; unscored genuine {}, impostor {}",
+        m.roc_auc,
+        pct(m.eer),
+        pct(m.best_accuracy),
+        m.best_accuracy_threshold,
+        op(&m.at_far_1e2),
+        op(&m.at_far_1e3),
+        m.genuine_unscored,
+        m.impostor_unscored,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_that_need_both_sides_are_not_measurable_with_one() {
+        let only_genuine = metrics::verification(&[0.8, 0.7, 0.9], &[]);
+        let line = verification_line("recognizer", &only_genuine);
+        assert!(line.contains("n/a") && !line.contains("AUC 0.0000") && !line.contains("100.00 %"), "{line}");
+        let both = metrics::verification(&[0.8, 0.7, 0.9], &[0.1, 0.2]);
+        assert!(verification_line("recognizer", &both).contains("ROC AUC 1.0000"));
     }
 }
