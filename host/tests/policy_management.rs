@@ -142,6 +142,13 @@ async fn ab_variants_are_sticky_shadows_are_recorded_and_nothing_changes_the_ans
     let stats_variants: Vec<&str> =
         stats["variants"].as_array().unwrap().iter().map(|v| v["variant"].as_str().unwrap()).collect();
     assert!(stats_variants.contains(&"strict-shadow") && stats_variants.contains(&"control"), "{stats}");
+    // Issue 21: the endpoint filter is applied (it was ignored): 8 users x 2
+    // authentications, each answered and shadowed; 8 enrollments likewise.
+    assert_eq!(stats["decisions"], 48, "{stats}");
+    let (status, auth_stats) = server.get("/api/admin/stats?endpoint=authenticate").await;
+    assert_eq!((status, &auth_stats["decisions"]), (200, &serde_json::json!(32)), "{auth_stats}");
+    let (_, enroll_stats) = server.get("/api/admin/stats?endpoint=enroll").await;
+    assert_eq!(enroll_stats["decisions"], 16, "{enroll_stats}");
     let metrics = server.request(Method::GET, "/metrics").send().await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("faceauth_decisions_total{variant=\"strict-shadow\""), "{metrics}");
     assert!(metrics.contains("faceauth_policy_call_duration_seconds_bucket{variant=\"strict-shadow\""), "{metrics}");

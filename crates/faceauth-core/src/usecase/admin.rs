@@ -148,10 +148,11 @@ impl FaceAuth {
 
     /// Per-variant statistics since `since_ms` (default: the last 24 hours), over at
     /// most the last 100 000 decisions.
-    pub async fn stats(&self, since_ms: Option<i64>) -> Result<StatsReport, AdminError> {
+    pub async fn stats(&self, since_ms: Option<i64>, endpoint: Option<Endpoint>) -> Result<StatsReport, AdminError> {
         let since_ms = since_ms.unwrap_or_else(|| now_ms() - 24 * 3600 * 1000);
         let filter = DecisionFilter {
             since_ms: Some(since_ms),
+            endpoint,
             limit: Some(100_000),
             without_evidence: true,
             ..Default::default()

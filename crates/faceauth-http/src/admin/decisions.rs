@@ -84,6 +84,9 @@ pub(super) async fn decisions(
 pub(super) struct StatsQuery {
     /// Default: the last 24 hours.
     since_ms: Option<i64>,
+    /// Only this endpoint's decisions (issue 21: the filter was ignored, and the
+    /// approval rate mixed enrollments with authentications).
+    endpoint: Option<faceauth_core::policy::Endpoint>,
 }
 
 /// Per-variant statistics over the audit log's window (at most the last 100 000 decisions).
@@ -93,7 +96,10 @@ pub(super) struct StatsQuery {
     tag = "admin",
     description = "Per-variant statistics over the audit log (at most its last 100 000 decisions): approval rate, \
         reasons, score histogram, latency percentiles, the policy's share of the request time.",
-    params(("since_ms" = Option<i64>, Query, description = "Window start, Unix ms (default: the last 24 hours).")),
+    params(
+        ("since_ms" = Option<i64>, Query, description = "Window start, Unix ms (default: the last 24 hours)."),
+        ("endpoint" = Option<wire::EndpointJson>, Query, description = "Only this endpoint's decisions."),
+    ),
     security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "The statistics.", body = StatsAnswer),
@@ -107,7 +113,7 @@ pub(super) async fn stats(
     query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Response, AdminFailure> {
     let Query(q) = query?;
-    let report = app.stats(q.since_ms).await?;
+    let report = app.stats(q.since_ms, q.endpoint).await?;
     Ok(done(StatsAnswer::new(report)))
 }
 
