@@ -58,3 +58,49 @@ fn inspect_prints_json_lines_when_piped_and_a_bar_on_a_terminal() {
     assert!(drawn.contains("/3 files,"), "no progress bar on a terminal: {drawn}");
     assert_eq!(drawn.matches("\"file\":").count(), FILES.len(), "{drawn}");
 }
+
+/// Issue 21: `inspect` exited 0 when every file failed; one analysed file is enough
+/// for 0 (each failure is its own JSON line).
+#[test]
+fn inspect_fails_when_no_file_could_be_analysed() {
+    let config = common::engine_config("default-policy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let not_an_image = dir.path().join("notes.txt");
+    std::fs::write(&not_an_image, "not a picture").expect("write");
+    let run = |files: &[std::path::PathBuf]| {
+        Command::new(env!("CARGO_BIN_EXE_faceauth"))
+            .arg("inspect")
+            .args(files)
+            .env("FACEAUTH_MODELS_DIR", &config.models_dir)
+            .env("FACEAUTH_POLICY", &config.policy)
+            .env("FACEAUTH_ONNXRUNTIME_LIB", config.onnxruntime_lib().expect("ort"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("faceauth inspect runs")
+    };
+    let all_failed = run(std::slice::from_ref(&not_an_image));
+    assert!(!all_failed.status.success(), "exit 0 although nothing was analysed");
+    assert!(String::from_utf8_lossy(&all_failed.stdout).contains("\"error\""));
+    let one_good = run(&[not_an_image, common::repo_root().join("tests/fixtures/selfie_person_a.jpg")]);
+    assert!(one_good.status.success(), "{}", String::from_utf8_lossy(&one_good.stderr));
+}
+
+/// Issue 21: `replay --data-dir EMPTY` created a database there and reported 0.
+#[test]
+fn replay_refuses_a_data_directory_without_a_database() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_faceauth"))
+        .args(["replay", "--policy"])
+        .arg(common::policy_wasm("default-policy"))
+        .arg("--data-dir")
+        .arg(empty.path())
+        .output()
+        .expect("faceauth replay runs");
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no database at"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(empty.path()).expect("read").count(), 0, "files were created");
+}

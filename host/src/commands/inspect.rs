@@ -12,6 +12,7 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     // One file needs no bar; stdout stays the JSON lines either way.
     let bar =
         if args.files.len() > 1 { progress_bar(args.files.len(), "files") } else { indicatif::ProgressBar::hidden() };
+    let mut failed = 0;
     for file in &args.files {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let line = match engine.analyze_upload(bytes).await {
@@ -31,11 +32,16 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
                     })).collect::<Vec<_>>(),
                 })
             }
-            Err(e) => serde_json::json!({"file": file.display().to_string(), "error": e.to_string()}),
+            Err(e) => {
+                failed += 1;
+                serde_json::json!({"file": file.display().to_string(), "error": e.to_string()})
+            }
         };
         bar.suspend(|| println!("{line}"));
         bar.inc(1);
     }
     bar.finish_and_clear();
+    // A script must see that nothing was analysed (issue 21: it exited 0).
+    anyhow::ensure!(failed < args.files.len(), "none of the {} files could be analysed", args.files.len());
     Ok(())
 }

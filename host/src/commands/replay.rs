@@ -18,6 +18,10 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let overrides: Vec<Param> =
         args.params.iter().map(|(name, value)| Param { name: name.clone(), value: *value }).collect();
     let candidate = PolicyRuntime::new(PolicyLimits::default())?.compile_file(&args.policy)?.variant(&overrides)?;
+    // Issue 21: a wrong --data-dir created an empty database and reported 0 decisions.
+    if let Some(file) = args.database.default_sqlite_file() {
+        anyhow::ensure!(file.exists(), "no database at {}: check --data-dir (or DATABASE_URL)", file.display());
+    }
     let store = args.database.connect().await?;
     let since_ms = args.since_hours.map(|h| faceauth_core::store::now_ms() - (h as i64) * 3600 * 1000);
     // The backtest reports no progress of its own: a spinner with the time taken.

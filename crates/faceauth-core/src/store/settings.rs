@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// The SQLite database's file name in the data directory.
+const DATABASE_FILE: &str = "faceauth.db";
+
 /// Where users and the audit log are stored.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
@@ -58,9 +61,15 @@ impl DatabaseConfig {
         crate::store::UserStore::connect_with(&self.url(), options).await
     }
 
+    /// The embedded SQLite file when no URL is given, for tools that read an existing
+    /// database and must not create an empty one (`replay`, `rekey`).
+    pub fn default_sqlite_file(&self) -> Option<PathBuf> {
+        self.database_url.is_none().then(|| self.data_dir.join(DATABASE_FILE))
+    }
+
     pub fn url(&self) -> String {
         self.database_url
             .clone()
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("faceauth.db").display()))
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join(DATABASE_FILE).display()))
     }
 }
