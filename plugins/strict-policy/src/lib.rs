@@ -38,7 +38,7 @@ mod tests {
 
     #[test]
     fn refuses_what_the_default_policy_lets_through() {
-        // A match the default (0.45) accepts.
+        // A match the default (0.35) accepts.
         assert_eq!(auth(vec![face(200.0, 0.48)]).reason, reasons::FACE_MISMATCH);
         assert!(auth(vec![face(200.0, 0.6)]).approved);
         // A small face, and a second face a third of the size.
