@@ -8,9 +8,19 @@ use std::process::{Command, Output};
 
 const FILES: [&str; 3] = ["id_card_person_a.jpg", "selfie_person_a.jpg", "two_people.jpg"];
 
+/// The engine's settings (models, ONNX Runtime, the default policy) in the
+/// environment of `command`, with warnings only in the log.
+fn with_engine(command: &mut Command) -> &mut Command {
+    let config = common::engine_config("default-policy");
+    command
+        .env("FACEAUTH_MODELS_DIR", &config.models_dir)
+        .env("FACEAUTH_POLICY", &config.policy)
+        .env("FACEAUTH_ONNXRUNTIME_LIB", config.onnxruntime_lib().expect("ort"))
+        .env("RUST_LOG", "warn")
+}
+
 /// `faceauth inspect` on three fixtures, wrapped by `wrapper` when given (a pty).
 fn inspect(wrapper: Option<&str>) -> Output {
-    let config = common::engine_config("default-policy");
     let mut args = vec![env!("CARGO_BIN_EXE_faceauth").to_string(), "inspect".into()];
     args.extend(FILES.iter().map(|f| common::repo_root().join("tests/fixtures").join(f).display().to_string()));
     let mut command = match wrapper {
@@ -26,13 +36,7 @@ fn inspect(wrapper: Option<&str>) -> Output {
             c
         }
     };
-    command
-        .env("FACEAUTH_MODELS_DIR", &config.models_dir)
-        .env("FACEAUTH_POLICY", &config.policy)
-        .env("FACEAUTH_ONNXRUNTIME_LIB", config.onnxruntime_lib().expect("ort"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("faceauth inspect runs")
+    with_engine(&mut command).output().expect("faceauth inspect runs")
 }
 
 #[test]
@@ -63,18 +67,11 @@ fn inspect_prints_json_lines_when_piped_and_a_bar_on_a_terminal() {
 /// for 0 (each failure is its own JSON line).
 #[test]
 fn inspect_fails_when_no_file_could_be_analysed() {
-    let config = common::engine_config("default-policy");
     let dir = tempfile::tempdir().expect("tempdir");
     let not_an_image = dir.path().join("notes.txt");
     std::fs::write(&not_an_image, "not a picture").expect("write");
     let run = |files: &[std::path::PathBuf]| {
-        Command::new(env!("CARGO_BIN_EXE_faceauth"))
-            .arg("inspect")
-            .args(files)
-            .env("FACEAUTH_MODELS_DIR", &config.models_dir)
-            .env("FACEAUTH_POLICY", &config.policy)
-            .env("FACEAUTH_ONNXRUNTIME_LIB", config.onnxruntime_lib().expect("ort"))
-            .env("RUST_LOG", "warn")
+        with_engine(Command::new(env!("CARGO_BIN_EXE_faceauth")).arg("inspect").args(files))
             .output()
             .expect("faceauth inspect runs")
     };
@@ -103,4 +100,24 @@ fn replay_refuses_a_data_directory_without_a_database() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(std::fs::read_dir(empty.path()).expect("read").count(), 0, "files were created");
+}
+
+/// Issue 21: `serve --policy-dir EMPTY` logged that "the previous policies keep
+/// serving", then exited: there were none.
+#[test]
+fn serve_with_an_empty_policy_directory_says_that_nothing_serves() {
+    let (policies, data) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let out = with_engine(
+        Command::new(env!("CARGO_BIN_EXE_faceauth"))
+            .arg("serve")
+            .env("FACEAUTH_LISTEN", "127.0.0.1:0")
+            .env("FACEAUTH_DATA_DIR", data.path())
+            .env("FACEAUTH_POLICY_DIR", policies.path()),
+    )
+    .output()
+    .expect("faceauth serve runs");
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{log}");
+    assert!(!log.contains("keep serving"), "{log}");
+    assert!(log.contains("no policy is serving") && log.contains("policies.toml"), "{log}");
 }

@@ -97,7 +97,13 @@ impl PolicyRouter {
                 Ok(set)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "policy change refused; the previous policies keep serving");
+                // At start-up nothing serves yet (issue 21: it said the previous
+                // policies keep serving, and the server then exited).
+                if self.current().variants.is_empty() {
+                    tracing::error!(error = %e, "policy set refused; no policy is serving");
+                } else {
+                    tracing::warn!(error = %e, "policy change refused; the previous policies keep serving");
+                }
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 Err(e)
             }
