@@ -302,7 +302,11 @@ async fn policies_are_swapped_at_run_time_and_bad_ones_are_refused() {
     let typo = upload(default, r#"{"match-treshold": 0.5}"#);
     let (status, refused) = server.send(Method::PUT, "/api/admin/policies/typo", Some(typo)).await;
     assert_eq!(status, 422);
-    assert!(refused["msg"].as_str().unwrap().contains("unknown parameter"), "{refused}");
+    let msg = refused["msg"].as_str().unwrap();
+    assert!(msg.contains("unknown parameter"), "{refused}");
+    // Issue 21: the message named the other variant's component (the same bytes)
+    // and called the typo a self-check failure.
+    assert!(msg.contains("typo-") && msg.contains("refused the parameters") && !msg.contains("self-check"), "{msg}");
     let (_, now) = server.get("/api/admin/policies").await;
     assert_eq!(variant_names(&now), ["main", "strict-b"], "refused changes left the set alone");
     // The catalog on disk says the same (a restart would serve it).

@@ -26,6 +26,12 @@ impl CompiledPolicy {
         &self.info
     }
 
+    /// The same compiled component, named by another file holding the same bytes
+    /// (two variants of one component): errors name the variant's own file.
+    pub(super) fn at(&self, source: &Path) -> CompiledPolicy {
+        CompiledPolicy { source: source.to_path_buf(), ..self.clone() }
+    }
+
     /// Hex sha256 of the component's bytes.
     pub fn sha256(&self) -> &str {
         &self.sha256
@@ -52,17 +58,17 @@ impl CompiledPolicy {
             reason: failure.reason,
             source: failure.source.map(Box::new),
         };
-        let params = merge_params(&self.info.params, overrides).map_err(|e| check_err(e.into()))?;
+        let refused = |reason: String| PolicyError::Params { path: path.clone(), reason };
+        let params = merge_params(&self.info.params, overrides).map_err(refused)?;
         let policy = LoadedPolicy { compiled: self.clone(), params };
-        off_async_threads(|| {
+        let checked = off_async_threads(|| {
             policy
                 .compiled
                 .call(|p, s| p.call_check_params(s, &policy.params))
-                .map_err(|e| SelfCheckFailure::call("check-params", e))?
-                .map_err(|message| SelfCheckFailure::from(format!("parameters refused: {message}")))?;
-            policy.self_check()
-        })
-        .map_err(check_err)?;
+                .map_err(|e| check_err(SelfCheckFailure::call("check-params", e)))
+        })?;
+        checked.map_err(refused)?;
+        off_async_threads(|| policy.self_check()).map_err(check_err)?;
         Ok(policy)
     }
 }

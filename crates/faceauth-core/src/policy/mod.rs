@@ -54,6 +54,10 @@ pub enum PolicyError {
         #[source]
         source: wasmtime::Error,
     },
+    /// The component refuses the variant's parameters (an unknown name, a value out
+    /// of its range): the variant's configuration is wrong, not the component.
+    #[error("policy component {path} refused the parameters: {reason}")]
+    Params { path: String, reason: String },
     /// The component loads but must not take traffic; `source` is the failed call, if one failed.
     #[error("policy component {path} failed its self-check: {reason}")]
     SelfCheck {

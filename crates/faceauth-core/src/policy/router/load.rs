@@ -145,7 +145,8 @@ impl PolicyRouter {
             in_use.push(hash);
             let overrides: Vec<Param> =
                 spec.params.iter().map(|(name, value)| Param { name: name.clone(), value: *value }).collect();
-            let policy = compiled.variant(&overrides).map_err(err)?;
+            // The cache is by content: another variant's file may have compiled it.
+            let policy = compiled.at(&dir.join(&spec.component)).variant(&overrides).map_err(err)?;
             variants.push(Arc::new(Variant {
                 name: spec.name.clone(),
                 policy: Arc::new(policy),
