@@ -47,11 +47,11 @@ async fn a_python_policy_answers_as_a_variant_and_agrees_with_the_rust_one() {
 
     assert_eq!(server.enroll("alice", "id_card_person_a.jpg").await.0, 200);
     let same = server.authenticate("alice", "selfie_person_a.jpg").await;
-    assert_eq!(same.1["status"], "APPROVED", "{same:?}");
+    assert_eq!(same.1["Decision"], "APPROVED", "{same:?}");
     let other = server.authenticate("alice", "selfie_person_b.jpg").await;
-    assert_eq!(other.1["reason"], "FACE_MISMATCH", "{other:?}");
+    assert_eq!(other.1["DecisionReason"], "FACE_MISMATCH", "{other:?}");
     let two = server.authenticate("alice", "two_people.jpg").await;
-    assert_eq!(two.1["reason"], "MULTIPLE_FACES_DETECTED", "{two:?}");
+    assert_eq!(two.1["DecisionReason"], "MULTIPLE_FACES_DETECTED", "{two:?}");
 
     // Four requests, each answered by the Python variant and shadowed by the Rust
     // one (shadows are recorded after the answer: wait a bounded time).
