@@ -61,14 +61,16 @@ impl CompiledPolicy {
         let refused = |reason: String| PolicyError::Params { path: path.clone(), reason };
         let params = merge_params(&self.info.params, overrides).map_err(refused)?;
         let policy = LoadedPolicy { compiled: self.clone(), params };
-        let checked = off_async_threads(|| {
+        // One thread for both calls: the component's own parameter check, then the
+        // self-check on recorded evidence.
+        off_async_threads(|| {
             policy
                 .compiled
                 .call(|p, s| p.call_check_params(s, &policy.params))
-                .map_err(|e| check_err(SelfCheckFailure::call("check-params", e)))
+                .map_err(|e| check_err(SelfCheckFailure::call("check-params", e)))?
+                .map_err(refused)?;
+            policy.self_check().map_err(check_err)
         })?;
-        checked.map_err(refused)?;
-        off_async_threads(|| policy.self_check()).map_err(check_err)?;
         Ok(policy)
     }
 }
