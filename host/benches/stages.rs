@@ -75,7 +75,7 @@ fn stages(c: &mut Criterion) {
     let card = decode_image(&fixture("id_card_person_a.jpg"), DecodeLimits::default()).expect("card").pixels;
     let analyzed = analyzer.analyze(&card, 40.0, false).expect("card analysed");
     let image = ImageSize { width: card.width(), height: card.height() };
-    let evidence = EnrollEvidence { image, faces: face_evidence(&analyzed, image, None) };
+    let evidence = EnrollEvidence { image, faces: face_evidence(&analyzed, image, None), duplicates: None };
     let runtime = PolicyRuntime::new(PolicyLimits::default()).expect("wasmtime");
     let policy = runtime.load(&config.policy()).expect("default policy: run scripts/setup.sh");
     c.bench_function("policy call (default, enroll)", |b| {

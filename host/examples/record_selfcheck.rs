@@ -26,7 +26,7 @@ async fn main() {
     };
 
     let (image, faces) = engine.analyze_upload(fixture("id_card_back_no_face.jpg")).await.expect("analysis");
-    let evidence = EnrollEvidence { image, faces: face_evidence(&faces, image, None) };
+    let evidence = EnrollEvidence { image, faces: face_evidence(&faces, image, None), duplicates: None };
     write("enroll_no_face.json", serde_json::to_string_pretty(&evidence).unwrap());
 
     let (_, enrolled) = engine.analyze_upload(fixture("id_card_person_a.jpg")).await.expect("analysis");

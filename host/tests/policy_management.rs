@@ -276,7 +276,7 @@ async fn policies_are_swapped_at_run_time_and_bad_ones_are_refused() {
     // Through the admin API: restore a good catalog, then add a variant from uploaded bytes.
     std::fs::write(
         dir.path().join("policies.toml"),
-        "[[variant]]\nname = \"main\"\ncomponent = \"default_policy.wasm\"\nweight = 1\n",
+        "# The risk team's file.\n[[variant]]\nname = \"main\"\ncomponent = \"default_policy.wasm\"\nweight = 1\n",
     )
     .expect("write");
     let (status, _) = server.send(Method::POST, "/api/admin/policies/reload", None).await;
@@ -312,11 +312,21 @@ async fn policies_are_swapped_at_run_time_and_bad_ones_are_refused() {
     // The catalog on disk says the same (a restart would serve it).
     let on_disk = std::fs::read_to_string(dir.path().join("policies.toml")).expect("catalog");
     assert!(on_disk.contains("strict-b") && !on_disk.contains("typo"), "{on_disk}");
+    // Issue 21: PUT rewrote the file without the operator's comments.
+    assert!(on_disk.contains("# The risk team's file."), "{on_disk}");
+    let copied = |dir: &std::path::Path| {
+        let names = std::fs::read_dir(dir).expect("policy dir").flatten();
+        names.map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.starts_with("strict-b-")).count()
+    };
+    assert_eq!(copied(dir.path()), 1, "the uploaded component is copied in");
 
     // Retire; the last answering variant cannot go.
     let (status, retired) = server.send(Method::DELETE, "/api/admin/policies/strict-b", None).await;
     assert_eq!(status, 200, "{retired}");
     assert_eq!(variant_names(&retired), ["main"]);
+    // Issue 21: DELETE left the copied component behind.
+    assert_eq!(copied(dir.path()), 0, "the retired variant's copied component is removed");
+    assert!(dir.path().join("default_policy.wasm").exists(), "the operator's own file stays");
     let (status, last) = server.send(Method::DELETE, "/api/admin/policies/main", None).await;
     assert_eq!(status, 422, "{last}");
     let (status, _) = server.send(Method::DELETE, "/api/admin/policies/ghost", None).await;

@@ -32,7 +32,28 @@ const PARAMETERS = [
   ["video-identity-max-abs-pitch", 30, 0, 180],
   ["min-track-similarity", 0.35, -1, 1], // video: same person through the clip
   ["track-max-pose-difference", 20, 0, 180], // video: frames this close in pose are compared
+  ["duplicate-threshold", 0, 0, 1], // enrollment: 0 = chosen by gallery size (below)
+  ["duplicate-max-fpir", 0.01, 0, 1], // the false-positive identification rate it is chosen for
 ];
+
+// The embedding's false match rate at each duplicate threshold, over every
+// cross-identity pair of LFW View-1 training (1 797 874 pairs): the Rust SDK's
+// standard::DUPLICATE_FMR.
+const DUPLICATE_FMR = [
+  [0.35, 1265 / 1797874],
+  [0.4, 270 / 1797874],
+  [0.45, 55 / 1797874],
+  [0.5, 9 / 1797874],
+  [0.575, 4 / 1797874],
+  [0.7, 2 / 1797874],
+];
+
+/** The lowest measured threshold whose FPIR = 1 - (1 - FMR)^N is at most maxFpir. */
+export function duplicateThresholdFor(gallerySize, maxFpir) {
+  const n = Number(gallerySize); // a WIT u64 arrives as a BigInt
+  const found = DUPLICATE_FMR.find(([, fmr]) => 1 - Math.pow(1 - fmr, n) <= maxFpir);
+  return f32((found ?? DUPLICATE_FMR[DUPLICATE_FMR.length - 1])[0]);
+}
 
 const f32 = Math.fround;
 const approve = (reason, score) => ({ approved: true, reason, score });
@@ -74,7 +95,13 @@ function enroll(evidence, p) {
     return reject("MULTIPLE_FACES_DETECTED");
   }
   const refusal = qualityRefusal(primary, p);
-  return refusal ? reject(refusal) : approve("ENROLLED_AS_USER", undefined);
+  if (refusal) return reject(refusal);
+  const search = evidence.duplicates;
+  if (search != null) {
+    const threshold = p["duplicate-threshold"] || duplicateThresholdFor(search.gallerySize, p["duplicate-max-fpir"]);
+    if (search.matches.some((m) => m.similarity >= threshold)) return reject("FACE_ALREADY_ENROLLED");
+  }
+  return approve("ENROLLED_AS_USER", undefined);
 }
 
 /** Selfie (one frame) or video (sampled frames): one person, the enrolled one. */

@@ -10,7 +10,7 @@ import { test } from "node:test";
 import { checkParams, decideAuthenticate, decideEnroll, info } from "./policy.mjs";
 
 const DEFAULTS = info().params;
-const SELFCHECK = new URL("../../host/src/policy/selfcheck/", import.meta.url);
+const SELFCHECK = new URL("../../crates/faceauth-core/src/policy/selfcheck/", import.meta.url);
 
 /** A sharp face of `height` pixels, as in faceauth_policy_sdk::testing::face. */
 function face(height, similarity, { yaw = 0, pitch = 0, brightness = 0.45, sharpness = 500 } = {}) {
@@ -35,7 +35,11 @@ function sorted(faces) {
   return faces;
 }
 
-const enroll = (faces) => ({ image: { width: 1000, height: 700 }, faces: sorted(faces) });
+const enroll = (faces, search) => ({ image: { width: 1000, height: 700 }, faces: sorted(faces), duplicates: search });
+const searched = (gallerySize, similarities) => ({
+  gallerySize: BigInt(gallerySize),
+  matches: similarities.map((similarity) => ({ similarity })),
+});
 
 /** `track(i, j)`: similarity of the primary faces of frames i < j (earlier-similarities). */
 function authenticate(media, frames, track) {
@@ -81,6 +85,15 @@ test("enroll: one good face, ghost portraits, strangers and poor faces", () => {
   assert.equal(reason([face(120, 1, { sharpness: 3 })]), "FACE_TOO_BLURRY");
   assert.equal(reason([face(120, 1, { yaw: 85 })]), "FACE_NOT_FRONTAL");
   assert.equal(reason([face(120, 1, { brightness: 0.05 })]), "FACE_TOO_DARK");
+});
+
+test("enroll: a face already enrolled, at a threshold by gallery size", () => {
+  const reason = (n, sims) => enrol(enroll([face(120, 1)], searched(n, sims))).reason;
+  assert.equal(reason(0, []), "ENROLLED_AS_USER");
+  assert.equal(reason(100, [0.42, 0.2]), "ENROLLED_AS_USER");
+  assert.equal(reason(100, [0.55, 0.2]), "FACE_ALREADY_ENROLLED");
+  assert.equal(reason(5000, [0.55]), "ENROLLED_AS_USER");
+  assert.equal(reason(5000, [0.93]), "FACE_ALREADY_ENROLLED");
 });
 
 test("authenticate an image: the primary face only", () => {

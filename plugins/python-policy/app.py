@@ -2,7 +2,7 @@
 
 A port of the default policy's decisions (plugins/policy-sdk/src/standard.rs,
 `Thresholds::DEFAULT`) to plain Python, built into a WebAssembly component with
-componentize-py against wit/policy.wit (faceauth:policy@0.4.0). See README.md.
+componentize-py against wit/policy.wit (faceauth:policy@0.5.0). See README.md.
 
 The host calls four functions (the `WitWorld` class below); the evidence arrives
 as the dataclasses of the generated bindings (wit_world.imports.types): field
@@ -38,6 +38,20 @@ PARAMETERS = [
     ("video-identity-max-abs-pitch", 30.0, 0.0, 180.0),
     ("min-track-similarity", 0.35, -1.0, 1.0),  # video: same person through the clip
     ("track-max-pose-difference", 20.0, 0.0, 180.0),  # video: frames this close in pose are compared
+    ("duplicate-threshold", 0.0, 0.0, 1.0),  # enrollment: 0 = chosen by gallery size (below)
+    ("duplicate-max-fpir", 0.01, 0.0, 1.0),  # the false-positive identification rate it is chosen for
+]
+
+# The embedding's false match rate at each duplicate threshold, over every
+# cross-identity pair of LFW View-1 training (1 797 874 pairs): the Rust SDK's
+# standard::DUPLICATE_FMR.
+DUPLICATE_FMR = [
+    (0.35, 1265 / 1797874),
+    (0.40, 270 / 1797874),
+    (0.45, 55 / 1797874),
+    (0.50, 9 / 1797874),
+    (0.575, 4 / 1797874),
+    (0.70, 2 / 1797874),
 ]
 
 # Reason codes (upper-case, digits and _, at most 64 characters).
@@ -50,6 +64,7 @@ FACE_TOO_DARK = "FACE_TOO_DARK"
 FACE_TOO_BLURRY = "FACE_TOO_BLURRY"
 FACE_NOT_FRONTAL = "FACE_NOT_FRONTAL"
 FACE_MISMATCH = "FACE_MISMATCH"
+FACE_ALREADY_ENROLLED = "FACE_ALREADY_ENROLLED"
 INVALID_POLICY_PARAMS = "INVALID_POLICY_PARAMS"
 
 
@@ -108,7 +123,20 @@ def decide_enroll(evidence, p):
     refusal = quality_refusal(primary, p)
     if refusal:
         return reject(refusal)
+    search = evidence.duplicates
+    if search is not None:
+        threshold = p["duplicate-threshold"] or duplicate_threshold_for(search.gallery_size, p["duplicate-max-fpir"])
+        if any(m.similarity >= threshold for m in search.matches):
+            return reject(FACE_ALREADY_ENROLLED)
     return approve(ENROLLED_AS_USER)
+
+
+def duplicate_threshold_for(gallery_size, max_fpir):
+    """The lowest measured threshold whose FPIR = 1 - (1 - FMR)^N is at most max_fpir."""
+    for threshold, fmr in DUPLICATE_FMR:
+        if 1.0 - (1.0 - fmr) ** gallery_size <= max_fpir:
+            return f32(threshold)
+    return f32(DUPLICATE_FMR[-1][0])
 
 
 def decide_authenticate(evidence, p):

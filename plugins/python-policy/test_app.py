@@ -16,6 +16,8 @@ import unittest
 import app
 from wit_world.imports.types import (
     AuthenticateEvidence,
+    DuplicateSearch,
+    GalleryMatch,
     EnrollEvidence,
     Face,
     FaceBox,
@@ -30,7 +32,7 @@ from wit_world.imports.types import (
 
 POLICY = app.WitWorld()
 DEFAULTS = POLICY.info().params
-SELFCHECK = pathlib.Path(__file__).resolve().parents[2] / "host/src/policy/selfcheck"
+SELFCHECK = pathlib.Path(__file__).resolve().parents[2] / "crates/faceauth-core/src/policy/selfcheck"
 
 
 def face(height, similarity, yaw=0.0, pitch=0.0, brightness=0.45):
@@ -57,8 +59,13 @@ def sorted_faces(faces):
     return faces
 
 
-def enroll(faces):
-    return EnrollEvidence(image=ImageSize(width=1000, height=700), faces=sorted_faces(faces))
+def enroll(faces, gallery_size=None, similarities=()):
+    """ID document evidence; with `gallery_size`, a duplicate search whose best
+    matches scored `similarities`."""
+    duplicates = None
+    if gallery_size is not None:
+        duplicates = DuplicateSearch(gallery_size=gallery_size, matches=[GalleryMatch(s) for s in similarities])
+    return EnrollEvidence(image=ImageSize(width=1000, height=700), faces=sorted_faces(faces), duplicates=duplicates)
 
 
 def authenticate(media, frames, track=None):
@@ -142,6 +149,17 @@ class Enroll(unittest.TestCase):
         self.assertEqual(reason([face(120.0, 1.0, brightness=0.05)]), "FACE_TOO_DARK")
 
 
+    def test_a_face_already_enrolled_at_a_threshold_by_gallery_size(self):
+        reason = lambda n, sims: decide_enroll(enroll([face(120.0, 1.0)], n, sims)).reason
+        self.assertEqual(reason(0, []), "ENROLLED_AS_USER")
+        self.assertEqual(reason(100, [0.42, 0.2]), "ENROLLED_AS_USER")
+        self.assertEqual(reason(100, [0.55, 0.2]), "FACE_ALREADY_ENROLLED")
+        self.assertEqual(reason(5000, [0.55]), "ENROLLED_AS_USER")
+        self.assertEqual(reason(5000, [0.93]), "FACE_ALREADY_ENROLLED")
+        self.assertEqual(app.duplicate_threshold_for(1000, app.f32(0.01)), app.f32(0.50))
+        self.assertEqual(app.duplicate_threshold_for(10**6, app.f32(0.01)), app.f32(0.70))
+
+
 class AuthenticateImage(unittest.TestCase):
     def test_matches_on_the_primary_face_only(self):
         d = decide_authenticate(image(front(0.7)))
@@ -206,7 +224,8 @@ def from_json(cls, value):
         return MediaKind[value.upper()]
     if hasattr(cls, "__dataclass_fields__"):
         kinds = {f.name: f.type for f in cls.__dataclass_fields__.values()}
-        return cls(**{k: from_json(kinds[k], v) for k, v in value.items() if k in kinds})
+        # A field the recording predates (an option, e.g. `duplicates`) is None.
+        return cls(**{k: from_json(t, value[k]) if k in value else None for k, t in kinds.items()})
     if getattr(cls, "__origin__", None) is list:
         return [from_json(cls.__args__[0], v) for v in value]
     return value

@@ -38,6 +38,8 @@ pub const VISION_QUEUE_LIMIT: &str = "faceauth_vision_queue_limit";
 /// Requests holding a place in the pool (running, waiting, or a video being sampled);
 /// at workers + queue limit new uploads are answered 503 `SERVER_BUSY`.
 pub const VISION_ADMITTED: &str = "faceauth_vision_admitted_requests";
+/// Enrolled templates in this replica's duplicate-search index.
+pub const GALLERY_TEMPLATES: &str = "faceauth_gallery_templates";
 
 /// Buckets of the request histograms, seconds. A refusal before any analysis takes
 /// about a millisecond and a paced 503 `SERVER_BUSY` 50 ms; a photo 30 ms to 2 s
@@ -106,6 +108,7 @@ fn describe() {
     metrics::describe_gauge!(VISION_BUSY, "Face analyzers running a job.");
     metrics::describe_gauge!(VISION_QUEUE_DEPTH, "Analysis jobs waiting for a face analyzer.");
     metrics::describe_gauge!(VISION_QUEUE_LIMIT, "Requests that may wait for a face analyzer beyond the workers.");
+    metrics::describe_gauge!(GALLERY_TEMPLATES, "Enrolled templates in this replica's duplicate-search index.");
     metrics::describe_gauge!(
         VISION_ADMITTED,
         "Requests holding a place in the analysis pool; at workers + queue limit uploads get 503 SERVER_BUSY."

@@ -159,7 +159,11 @@ async fn enroll(
     }
     match engine.analyze_upload(upload).await {
         Ok((image, faces)) => {
-            let evidence = faceauth_core::policy::EnrollEvidence { image, faces: face_evidence(&faces, image, None) };
+            let evidence = faceauth_core::policy::EnrollEvidence {
+                image,
+                faces: face_evidence(&faces, image, None),
+                duplicates: None,
+            };
             let primary = faces.first().map(|f| f.embedding.clone());
             let decision = policy.decide_enroll(evidence).await.map_err(|e| format!("POLICY_ERROR: {e}"));
             Enrollment { decision, primary }

@@ -56,12 +56,14 @@ impl ApiError {
 }
 
 /// The HTTP status of a use case's reason code (README, "Reasons").
-fn status_of(code: &str) -> StatusCode {
+pub(crate) fn status_of(code: &str) -> StatusCode {
     use StatusCode as S;
     match code {
         "EMPTY_USERNAME" | "INVALID_USERNAME" => S::BAD_REQUEST,
         "UNSUPPORTED_MEDIA_TYPE" => S::UNSUPPORTED_MEDIA_TYPE,
-        "INVALID_IMAGE" | "INVALID_VIDEO" | "VIDEO_DECODE_TIMEOUT" => S::UNPROCESSABLE_ENTITY,
+        "INVALID_IMAGE" | "INVALID_VIDEO" | "VIDEO_DECODE_TIMEOUT" | "NO_FACE_DETECTED" | "MULTIPLE_FACES_DETECTED" => {
+            S::UNPROCESSABLE_ENTITY
+        }
         "IMAGE_TOO_LARGE" | "VIDEO_TOO_LONG" | "VIDEO_TOO_LARGE" => S::PAYLOAD_TOO_LARGE,
         "VIDEO_UNSUPPORTED" | "STORAGE_FULL" | "SERVER_BUSY" | "POLICY_ERROR" | "DATABASE_UNAVAILABLE" => {
             S::SERVICE_UNAVAILABLE

@@ -34,6 +34,7 @@ pub async fn run(
         tracing::info!("listening on http://{addr}");
     }
     let watcher = app.watch_policies(std::time::Duration::from_millis(config.policy_watch_ms));
+    let gallery_watcher = app.watch_enrolled_faces(std::time::Duration::from_millis(config.gallery_watch_ms));
     let retention = (config.audit_retention_days > 0).then(|| {
         let app = app.clone();
         let keep = std::time::Duration::from_secs(config.audit_retention_days * 24 * 3600);
@@ -68,7 +69,7 @@ pub async fn run(
     };
     let grace = std::time::Duration::from_secs(config.shutdown_grace);
     let served = serve(listener, router, limits, shutdown, grace).await;
-    for task in watcher.into_iter().chain(retention) {
+    for task in watcher.into_iter().chain(retention).chain(Some(gallery_watcher)) {
         task.abort();
     }
     app.close().await;

@@ -31,6 +31,12 @@ pub struct ServerConfig {
     #[arg(long, env = "FACEAUTH_POLICY_WATCH_MS", default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub policy_watch_ms: u64,
+    /// How often the duplicate-search index reads the other replicas' enrollments
+    /// and erasures from the database, in milliseconds (an enrollment itself always
+    /// searches every template committed: it catches up under the gallery lock).
+    #[arg(long, env = "FACEAUTH_GALLERY_WATCH_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub gallery_watch_ms: u64,
     /// Open client connections at most (keep it under the process's file-descriptor
     /// limit, which is raised to its hard limit at start-up). At the cap a new
     /// connection takes the place of the one that has sent least for longest and

@@ -30,7 +30,8 @@ use faceauth_core::usecase::UseCaseError;
         (status = 200, description = "Decided by the policy: `trained` `success`, `EnrollStatus` `APPROVED`, \
             `ENROLLED_AS_USER`; or `failed`, `REJECTED` and the policy's reason (`NO_FACE_DETECTED`, \
             `MULTIPLE_FACES_DETECTED`, `FACE_TOO_SMALL`, `FACE_TOO_DARK`, `FACE_TOO_BLURRY`, `FACE_NOT_FRONTAL`, \
-            or another policy's code).", body = EnrollAnswer),
+            `FACE_ALREADY_ENROLLED` (the face is enrolled under another name; nothing stored), or another \
+            policy's code).", body = EnrollAnswer),
         (status = 400, description = "The request is incomplete or malformed.", body = EnrollAnswer),
         (status = 408, description = "The upload did not arrive within `--upload-timeout`.", body = EnrollAnswer),
         (status = 409, description = "`USERNAME_ALREADY_EXISTS`: the username, or a look-alike of it (`аlice` \

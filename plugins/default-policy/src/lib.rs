@@ -10,7 +10,7 @@ faceauth_policy_sdk::standard_policy!(DefaultPolicy, "default", Thresholds::DEFA
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faceauth_policy_sdk::testing::{authenticate_image, authenticate_video_tracked, enroll, face};
+    use faceauth_policy_sdk::testing::{authenticate_image, authenticate_video_tracked, enroll, enroll_searched, face};
     use faceauth_policy_sdk::{AuthenticateEvidence, Decision, EnrollEvidence, Face, Guest, reasons};
 
     fn reason(d: &Decision) -> &str {
@@ -59,6 +59,30 @@ mod tests {
         let mut profile = face(120.0, 1.0);
         profile.pose.yaw = 85.0;
         assert_eq!(reason(&enroll_decision(enroll(vec![profile]))), reasons::FACE_NOT_FRONTAL);
+    }
+
+    /// Issue 20: one person, one account. The threshold follows the gallery's size
+    /// (FPIR <= 1 %): a similarity of 0.55 is a duplicate among 100 templates, not
+    /// among 5 000, where 0.55 is no longer rare between different people.
+    #[test]
+    fn enroll_refuses_a_face_already_enrolled_at_a_threshold_by_gallery_size() {
+        let good = || vec![face(120.0, 1.0)];
+        assert!(enroll_decision(enroll_searched(good(), 0, &[])).approved, "an empty gallery");
+        assert!(enroll_decision(enroll_searched(good(), 100, &[0.42, 0.2])).approved);
+        let d = enroll_decision(enroll_searched(good(), 100, &[0.55, 0.2]));
+        assert_eq!(reason(&d), reasons::FACE_ALREADY_ENROLLED);
+        assert!(enroll_decision(enroll_searched(good(), 5_000, &[0.55])).approved);
+        assert_eq!(reason(&enroll_decision(enroll_searched(good(), 5_000, &[0.93]))), reasons::FACE_ALREADY_ENROLLED);
+        // Poor evidence still says what to fix first.
+        assert_eq!(
+            reason(&enroll_decision(enroll_searched(vec![face(30.0, 1.0)], 100, &[0.9]))),
+            reasons::FACE_TOO_SMALL
+        );
+        // A fixed threshold overrides the table.
+        let mut fixed = DefaultPolicy::info().params;
+        fixed.iter_mut().filter(|p| p.name == "duplicate-threshold").for_each(|p| p.value = 0.9);
+        assert!(DefaultPolicy::check_params(fixed.clone()).is_ok());
+        assert!(DefaultPolicy::decide_enroll(fixed, enroll_searched(good(), 100, &[0.85])).approved);
     }
 
     #[test]

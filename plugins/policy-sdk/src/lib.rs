@@ -19,8 +19,8 @@ pub mod bindings {
 }
 
 pub use bindings::faceauth::policy::types::{
-    AuthenticateEvidence, Decision, EnrollEvidence, Face, FaceBox, Frame, FrameSummary, HeadPose, ImageSize, MediaKind,
-    MotionSummary, Param, PolicyInfo,
+    AuthenticateEvidence, Decision, DuplicateSearch, EnrollEvidence, Face, FaceBox, Frame, FrameSummary, GalleryMatch,
+    HeadPose, ImageSize, MediaKind, MotionSummary, Param, PolicyInfo,
 };
 pub use bindings::{Guest, export_policy};
 
@@ -85,6 +85,9 @@ pub mod reasons {
     /// The face is underexposed or backlit: more light on the face, or the light
     /// source in front of the person rather than behind.
     pub const FACE_TOO_DARK: &str = "FACE_TOO_DARK";
+    /// At enrollment: the face is already enrolled under another name (one person,
+    /// one account; the duplicate search).
+    pub const FACE_ALREADY_ENROLLED: &str = "FACE_ALREADY_ENROLLED";
     /// The face is not the enrolled person's.
     pub const FACE_MISMATCH: &str = "FACE_MISMATCH";
     /// The face looks printed or replayed, or shows no required movement.
@@ -214,7 +217,14 @@ pub mod testing {
 
     /// Enrollment evidence: an ID document image with these faces.
     pub fn enroll(faces: Vec<Face>) -> EnrollEvidence {
-        EnrollEvidence { image: ImageSize { width: 1000, height: 700 }, faces: self::faces(faces) }
+        EnrollEvidence { image: ImageSize { width: 1000, height: 700 }, faces: self::faces(faces), duplicates: None }
+    }
+
+    /// Enrollment evidence with a duplicate search over `gallery_size` templates
+    /// whose best matches scored `similarities`.
+    pub fn enroll_searched(faces: Vec<Face>, gallery_size: u64, similarities: &[f32]) -> EnrollEvidence {
+        let matches = similarities.iter().map(|&similarity| crate::GalleryMatch { similarity }).collect();
+        EnrollEvidence { duplicates: Some(crate::DuplicateSearch { gallery_size, matches }), ..enroll(faces) }
     }
 
     /// Authentication evidence of a still image (one frame) with these faces.

@@ -35,6 +35,13 @@ pub struct Thresholds {
     pub min_track_similarity: f32,
     /// How close two frames' poses must be for their faces to be compared.
     pub track_max_pose_difference: f32,
+    /// An enrollment whose face is at least this similar to an enrolled template is
+    /// `FACE_ALREADY_ENROLLED`; 0: chosen by the gallery's size for a false-positive
+    /// identification rate of at most `duplicate_max_fpir` (`duplicate_threshold_for`).
+    pub duplicate_threshold: f32,
+    /// The false-positive identification rate the duplicate threshold is chosen for
+    /// when `duplicate_threshold` is 0: the share of new people wrongly refused.
+    pub duplicate_max_fpir: f32,
 }
 
 impl Thresholds {
@@ -67,7 +74,36 @@ impl Thresholds {
         video_identity_pose: VIDEO_IDENTITY_POSE,
         min_track_similarity: MIN_TRACK_SIMILARITY,
         track_max_pose_difference: TRACK_MAX_POSE_DIFFERENCE,
+        duplicate_threshold: 0.0,
+        duplicate_max_fpir: 0.01,
     };
+}
+
+/// The false match rate of the embedding at each duplicate threshold: cross-identity
+/// pairs at or above it among every one of LFW View-1 training (1 797 874 pairs of
+/// 1520 people; `faceauth eval --mode duplicates`, README "Duplicate search").
+/// Beyond 0.70 no pair is left: FMR under 1.7e-6 is not measurable with this set.
+pub const DUPLICATE_FMR: [(f32, f64); 6] = [
+    (0.35, 1265.0 / 1_797_874.0),
+    (0.40, 270.0 / 1_797_874.0),
+    (0.45, 55.0 / 1_797_874.0),
+    (0.50, 9.0 / 1_797_874.0),
+    (0.575, 4.0 / 1_797_874.0),
+    (0.70, 2.0 / 1_797_874.0),
+];
+
+/// The lowest measured threshold whose false-positive identification rate over a
+/// gallery of `gallery_size` templates, FPIR = 1 - (1 - FMR)^N, is at most
+/// `max_fpir`: the most duplicates caught (the fewest missed, FNIR) for that FPIR.
+/// Up to about 2 000 templates 0.50 (FNIR 10.9 %), 4 500 0.575, 9 100 0.70 (FNIR
+/// 65 %); beyond, 0.70 still, whose FPIR this data cannot bound (1.1 % at 10 k,
+/// 10.5 % at 100 k if FMR stays at its measured 1.1e-6).
+pub fn duplicate_threshold_for(gallery_size: u64, max_fpir: f32) -> f32 {
+    let n = gallery_size as f64;
+    DUPLICATE_FMR
+        .iter()
+        .find(|(_, fmr)| 1.0 - (1.0 - fmr).powf(n) <= f64::from(max_fpir))
+        .map_or(DUPLICATE_FMR[DUPLICATE_FMR.len() - 1].0, |(threshold, _)| *threshold)
 }
 
 /// The default `min-brightness`: a face darker than this on average is refused
@@ -113,6 +149,8 @@ impl Thresholds {
             ("video-identity-max-abs-pitch", self.video_identity_pose.1),
             ("min-track-similarity", self.min_track_similarity),
             ("track-max-pose-difference", self.track_max_pose_difference),
+            ("duplicate-threshold", self.duplicate_threshold),
+            ("duplicate-max-fpir", self.duplicate_max_fpir),
         ]
         .into_iter()
         // Rounded so 0.45f32 reads 0.45, not 0.449999988.
@@ -141,6 +179,8 @@ impl Thresholds {
             ),
             min_track_similarity: param_in(params, "min-track-similarity", -1.0..=1.0)?,
             track_max_pose_difference: param_in(params, "track-max-pose-difference", 0.0..=180.0)?,
+            duplicate_threshold: param_in(params, "duplicate-threshold", 0.0..=1.0)?,
+            duplicate_max_fpir: param_in(params, "duplicate-max-fpir", 0.0..=1.0)?,
         })
     }
 }
@@ -161,7 +201,9 @@ pub fn authenticate_with_params(params: &[Param], evidence: &AuthenticateEvidenc
     }
 }
 
-/// Enrollment: one main portrait of good quality; other faces only as ghost portraits.
+/// Enrollment: one main portrait of good quality; other faces only as ghost
+/// portraits; and a face not already enrolled under another name (the duplicate
+/// search, when the host made one).
 pub fn decide_enroll(evidence: &EnrollEvidence, t: &Thresholds) -> Decision {
     let Some((primary, others)) = split_primary(&evidence.faces) else {
         return Decision::reject(reasons::NO_FACE_DETECTED);
@@ -172,6 +214,15 @@ pub fn decide_enroll(evidence: &EnrollEvidence, t: &Thresholds) -> Decision {
     }
     if let Some(reason) = t.quality.check(primary) {
         return Decision::reject(reason);
+    }
+    if let Some(search) = &evidence.duplicates {
+        let threshold = match t.duplicate_threshold {
+            0.0 => duplicate_threshold_for(search.gallery_size, t.duplicate_max_fpir),
+            fixed => fixed,
+        };
+        if search.matches.iter().any(|m| m.similarity >= threshold) {
+            return Decision::reject(reasons::FACE_ALREADY_ENROLLED);
+        }
     }
     Decision::approve(reasons::ENROLLED_AS_USER, None)
 }
@@ -273,6 +324,20 @@ fn most_common(reasons: &[&'static str]) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_duplicate_threshold_keeps_fpir_under_its_bound_as_the_gallery_grows() {
+        assert_eq!(duplicate_threshold_for(0, 0.01), 0.35);
+        assert_eq!(duplicate_threshold_for(10, 0.01), 0.35);
+        assert_eq!(duplicate_threshold_for(100, 0.01), 0.45);
+        assert_eq!(duplicate_threshold_for(1_000, 0.01), 0.50);
+        assert_eq!(duplicate_threshold_for(4_000, 0.01), 0.575);
+        assert_eq!(duplicate_threshold_for(9_000, 0.01), 0.70);
+        // Past what LFW can measure: the highest measured threshold.
+        assert_eq!(duplicate_threshold_for(1_000_000, 0.01), 0.70);
+        // A looser bound lowers it.
+        assert_eq!(duplicate_threshold_for(1_000, 0.5), 0.40);
+    }
 
     #[test]
     fn thresholds_roundtrip_through_params_and_ranges_are_checked() {

@@ -22,6 +22,8 @@ pub const STRICT: Thresholds = Thresholds {
     video_identity_pose: standard::VIDEO_IDENTITY_POSE,
     min_track_similarity: standard::MIN_TRACK_SIMILARITY,
     track_max_pose_difference: standard::TRACK_MAX_POSE_DIFFERENCE,
+    duplicate_threshold: Thresholds::DEFAULT.duplicate_threshold,
+    duplicate_max_fpir: Thresholds::DEFAULT.duplicate_max_fpir,
 };
 
 faceauth_policy_sdk::standard_policy!(StrictPolicy, "strict", STRICT);

@@ -151,13 +151,79 @@ impl Catalog {
     }
 
     /// Writes the catalog atomically (a temporary file renamed over the old one), so
-    /// the directory watcher never reads half a file.
+    /// the directory watcher never reads half a file. The file on disk is edited, not
+    /// rewritten: its comments and layout stay (issue 21: PUT dropped an operator's
+    /// comments), and a variant that did not change keeps its lines as they were.
     pub fn write(&self, dir: &Path) -> Result<(), CatalogError> {
         self.validate()?;
-        let text = toml::to_string_pretty(self).map_err(|e| CatalogError::Invalid(e.to_string()))?;
+        let on_disk = read_regular_file(&dir.join(CATALOG_FILE), CATALOG_MAX_BYTES)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| text.parse::<toml_edit::DocumentMut>().ok());
+        let edited = on_disk.map(|doc| self.edit(doc).to_string());
+        // The edit must read back as this catalog; otherwise (an unusual file) a plain
+        // rewrite, comments lost rather than a wrong catalog written.
+        let text = match edited {
+            Some(text) if toml::from_str::<Catalog>(&text).ok().as_ref() == Some(self) => text,
+            _ => toml::to_string_pretty(self).map_err(|e| CatalogError::Invalid(e.to_string()))?,
+        };
         write_atomically(dir, CATALOG_FILE, text.as_bytes())
             .map(|_| ())
             .map_err(|e| CatalogError::Read { path: dir.join(CATALOG_FILE).display().to_string(), message: e })
+    }
+
+    /// `doc` (the catalog as it is on disk) changed into this catalog: each variant
+    /// table kept (with its comments) and its fields set, new ones appended, retired
+    /// ones removed.
+    fn edit(&self, mut doc: toml_edit::DocumentMut) -> toml_edit::DocumentMut {
+        use toml_edit::{ArrayOfTables, InlineTable, Item, Table, value};
+        if !self.experiment.is_empty() || doc.contains_key("experiment") {
+            match doc.get_mut("experiment").and_then(Item::as_value_mut) {
+                // Keeps the value's trailing comment.
+                Some(v) if v.as_str() == Some(self.experiment.as_str()) => {}
+                _ => doc["experiment"] = value(self.experiment.as_str()),
+            }
+        }
+        let old: Vec<Table> = doc
+            .get("variant")
+            .and_then(Item::as_array_of_tables)
+            .map_or_else(Vec::new, |a| a.iter().cloned().collect());
+        let mut variants = ArrayOfTables::new();
+        for spec in &self.variants {
+            let mut table =
+                old.iter().find(|t| t.get("name").and_then(Item::as_str) == Some(spec.name.as_str())).cloned();
+            let table = table.get_or_insert_with(Table::new);
+            set_if_changed(table, "name", value(spec.name.as_str()));
+            set_if_changed(table, "component", value(spec.component.as_str()));
+            match spec.weight {
+                0 => drop(table.remove("weight")),
+                w => set_if_changed(table, "weight", value(i64::from(w))),
+            }
+            match spec.shadow {
+                false => drop(table.remove("shadow")),
+                true => set_if_changed(table, "shadow", value(true)),
+            }
+            let current: Option<BTreeMap<String, f64>> =
+                table.get("params").and_then(|p| toml::from_str(&format!("p = {p}")).ok()).map(|w: ParamsOnly| w.p);
+            if current.as_ref() != Some(&spec.params) {
+                match spec.params.is_empty() {
+                    true => drop(table.remove("params")),
+                    false => {
+                        let mut params = InlineTable::new();
+                        for (name, v) in &spec.params {
+                            params.insert(name, (*v).into());
+                        }
+                        table.insert("params", value(params));
+                    }
+                }
+            }
+            variants.push(table.clone());
+        }
+        match variants.is_empty() {
+            true => drop(doc.remove("variant")),
+            false => doc["variant"] = Item::ArrayOfTables(variants),
+        }
+        doc
     }
 
     /// Structural rules; whether the components load is checked when they are built.
@@ -185,6 +251,51 @@ impl Catalog {
         }
         Ok(())
     }
+}
+
+/// `table[key] = item` unless it already holds that value (its comments then stay).
+fn set_if_changed(table: &mut toml_edit::Table, key: &str, item: toml_edit::Item) {
+    let same = match (table.get(key).and_then(toml_edit::Item::as_value), item.as_value()) {
+        (Some(old), Some(new)) => {
+            // Compared without their decor (spaces, a trailing comment).
+            let (mut old, mut new) = (old.clone(), new.clone());
+            old.decor_mut().clear();
+            new.decor_mut().clear();
+            old.to_string() == new.to_string()
+        }
+        _ => false,
+    };
+    if !same {
+        table.insert(key, item);
+    }
+}
+
+/// A variant's `params` read back alone.
+#[derive(Deserialize)]
+struct ParamsOnly {
+    p: BTreeMap<String, f64>,
+}
+
+/// The component files the router copied in (`PUT`: `<variant>-<12 hex digits>.wasm`,
+/// content-addressed) that no variant of `catalog` uses any more: removed after an
+/// edit is written (issue 21: `DELETE` left them). Files named otherwise are the
+/// operator's and stay.
+pub fn remove_unused_copies(dir: &Path, catalog: &Catalog) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let copied =
+            name.strip_suffix(".wasm").and_then(|stem| stem.rsplit_once('-')).is_some_and(|(variant, hash)| {
+                valid_name(variant) && hash.len() == 12 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+            });
+        let used = catalog.variants.iter().any(|v| v.component == name);
+        if copied && !used && entry.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed.push(name);
+        }
+    }
+    removed
 }
 
 fn is_plain_file_name(name: &str) -> bool {
@@ -237,6 +348,54 @@ shadow = true
         let dir = tempfile::tempdir().expect("tempdir");
         catalog.write(dir.path()).expect("write");
         assert_eq!(Catalog::read(dir.path()).expect("read back"), catalog);
+    }
+
+    /// Issue 21 defect: `PUT` rewrote `policies.toml` without the operator's comments.
+    #[test]
+    fn an_edit_keeps_the_operators_comments_and_untouched_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!("# Who owns this file: the risk team.\n{EXAMPLE}")
+            .replace("weight = 10\n", "weight = 10 # ten per cent while we look at FAR\n");
+        std::fs::write(dir.path().join(CATALOG_FILE), &text).expect("write");
+        let mut catalog = Catalog::read(dir.path()).expect("read");
+        catalog.variants[0].weight = 80;
+        catalog.variants[2].params.insert("min-liveness".into(), 0.4);
+        catalog.variants.push(VariantSpec {
+            name: "strict".into(),
+            component: "strict-0123456789ab.wasm".into(),
+            weight: 10,
+            shadow: false,
+            params: BTreeMap::new(),
+        });
+        catalog.write(dir.path()).expect("write");
+        let written = std::fs::read_to_string(dir.path().join(CATALOG_FILE)).expect("read back");
+        assert!(written.contains("# Who owns this file: the risk team."), "{written}");
+        assert!(written.contains("weight = 10 # ten per cent while we look at FAR"), "{written}");
+        assert!(written.contains("weight = 80"), "{written}");
+        assert_eq!(Catalog::read(dir.path()).expect("parses"), catalog);
+        // Retired: its table goes, the comments of the others stay.
+        catalog.variants.retain(|v| v.name != "default-0.50");
+        catalog.write(dir.path()).expect("write");
+        let written = std::fs::read_to_string(dir.path().join(CATALOG_FILE)).expect("read back");
+        assert!(!written.contains("default-0.50"), "{written}");
+        assert!(written.contains("# Who owns this file"), "{written}");
+        assert_eq!(Catalog::read(dir.path()).expect("parses"), catalog);
+    }
+
+    /// Issue 21 defect: `DELETE` left the component file `PUT` had copied in.
+    #[test]
+    fn copies_no_variant_uses_are_removed_and_the_operators_files_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for file in ["default_policy.wasm", "b-0123456789ab.wasm", "c-aaaaaaaaaaaa.wasm", "notes-0123.wasm"] {
+            std::fs::write(dir.path().join(file), b"x").expect("write");
+        }
+        let catalog: Catalog =
+            toml::from_str("[[variant]]\nname = \"c\"\ncomponent = \"c-aaaaaaaaaaaa.wasm\"\nweight = 1\n")
+                .expect("parse");
+        assert_eq!(remove_unused_copies(dir.path(), &catalog), ["b-0123456789ab.wasm"]);
+        for kept in ["default_policy.wasm", "c-aaaaaaaaaaaa.wasm", "notes-0123.wasm"] {
+            assert!(dir.path().join(kept).exists(), "{kept}");
+        }
     }
 
     #[cfg(unix)]

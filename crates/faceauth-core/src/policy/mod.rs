@@ -35,8 +35,8 @@ pub fn parse_param(s: &str) -> Result<(String, f64), String> {
 }
 
 pub use bindings::faceauth::policy::types::{
-    AuthenticateEvidence, Decision, EnrollEvidence, Face, FaceBox, Frame, FrameSummary, HeadPose, ImageSize, MediaKind,
-    MotionSummary, Param, PolicyInfo,
+    AuthenticateEvidence, Decision, DuplicateSearch, EnrollEvidence, Face, FaceBox, Frame, FrameSummary, GalleryMatch,
+    HeadPose, ImageSize, MediaKind, MotionSummary, Param, PolicyInfo,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -214,7 +214,11 @@ mod tests {
 
     #[test]
     fn evidence_round_trips_through_its_columns() {
-        let evidence = Evidence::Enroll(EnrollEvidence { image: ImageSize { width: 3, height: 2 }, faces: vec![] });
+        let evidence = Evidence::Enroll(EnrollEvidence {
+            image: ImageSize { width: 3, height: 2 },
+            faces: vec![],
+            duplicates: None,
+        });
         let stored = evidence.to_stored().expect("serialises");
         assert_eq!(Evidence::from_stored(evidence.endpoint(), &stored).expect("reads"), evidence);
         // The evidence of one use case is not the other's.

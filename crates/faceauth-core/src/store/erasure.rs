@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{StoreError, UserStore, bounded};
+use super::{StoreError, UserStore, bounded, gallery};
 
 /// What an erasure removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -44,6 +44,7 @@ impl UserStore {
     pub async fn erase(&self, username: &str) -> Result<Erased, StoreError> {
         let erased = bounded(self.timeout, async {
             let mut tx = self.pool.begin().await?;
+            gallery::record_erasures(&mut tx, self.backend(), Some(username)).await?;
             let users = sqlx::query("DELETE FROM users WHERE username = $1")
                 .bind(username)
                 .execute(&mut *tx)
@@ -62,6 +63,7 @@ impl UserStore {
     pub async fn reset(&self) -> Result<Erased, StoreError> {
         let erased = bounded(self.timeout, async {
             let mut tx = self.pool.begin().await?;
+            gallery::record_erasures(&mut tx, self.backend(), None).await?;
             let users = sqlx::query("DELETE FROM users").execute(&mut *tx).await?.rows_affected();
             let names: Vec<String> = sqlx::query("SELECT DISTINCT username FROM decisions WHERE username NOT LIKE $1")
                 .bind(format!("{ERASED_PREFIX}%"))

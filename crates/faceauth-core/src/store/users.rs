@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 
+use super::gallery::{self, GalleryLock};
 use super::{StoreError, UserStore, bounded, now_ms, sealing, usernames};
 use crate::vision::FaceEmbedding;
 
@@ -21,22 +22,43 @@ impl UserStore {
         self.keys.is_some()
     }
 
-    /// Inserts a new user; a username taken (even by a concurrent request) is
-    /// `DuplicateUsername`, decided by the primary key, not by a prior read; a
-    /// username that looks like an enrolled one is `ConfusableUsername`, decided by
-    /// the unique index of skeletons.
+    /// Inserts a new user (`insert_under` its own gallery lock).
     pub async fn insert(
         &self,
         username: &str,
         embedding: &FaceEmbedding,
         model_version: &str,
     ) -> Result<(), StoreError> {
+        let mut lock = self.lock_gallery().await?;
+        self.insert_under(&mut lock, username, embedding, model_version).await?;
+        lock.commit().await
+    }
+
+    /// Inserts a new user under the gallery lock (with the change row that tells
+    /// every replica's index); a username taken (even by a concurrent request) is
+    /// `DuplicateUsername`, decided by the primary key, not by a prior read; a
+    /// username that looks like an enrolled one is `ConfusableUsername`, decided by
+    /// the unique index of skeletons. Written when `lock` is committed on
+    /// PostgreSQL, at once on SQLite.
+    pub async fn insert_under(
+        &self,
+        lock: &mut GalleryLock,
+        username: &str,
+        embedding: &FaceEmbedding,
+        model_version: &str,
+    ) -> Result<(), StoreError> {
         let now_ms = now_ms();
         let (template, key_id) = self.seal(username, model_version, &embedding.to_bytes())?;
+        let gallery_id = gallery::new_gallery_id();
         bounded(self.timeout, async {
+            let mut own_tx = None;
+            let conn: &mut sqlx::AnyConnection = match lock.transaction() {
+                Some(tx) => tx,
+                None => &mut *own_tx.insert(self.pool.begin().await?),
+            };
             let result = sqlx::query(
-                "INSERT INTO users (username, embedding, model_version, enrolled_at, key_id, skeleton) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO users (username, embedding, model_version, enrolled_at, key_id, skeleton, gallery_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(username)
             .bind(template)
@@ -44,13 +66,23 @@ impl UserStore {
             .bind(now_ms)
             .bind(key_id)
             .bind(usernames::skeleton(username))
-            .execute(&self.pool)
+            .bind(gallery_id)
+            .execute(&mut *conn)
             .await;
             match result {
-                Ok(_) => Ok(()),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(self.taken(username).await?),
-                Err(e) => Err(e.into()),
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(self.taken(username).await?),
+                Err(e) => return Err(e.into()),
             }
+            sqlx::query("INSERT INTO gallery_changes (gallery_id, enrolled, at) VALUES ($1, 1, $2)")
+                .bind(gallery_id)
+                .bind(now_ms)
+                .execute(&mut *conn)
+                .await?;
+            if let Some(tx) = own_tx {
+                tx.commit().await?;
+            }
+            Ok(())
         })
         .await
     }
@@ -94,7 +126,7 @@ impl UserStore {
     }
 
     /// A stored template's bytes, opened with its key when it has one.
-    fn open(
+    pub(super) fn open(
         &self,
         username: &str,
         model_version: &str,

@@ -33,6 +33,9 @@ pub enum AdminError {
     Store(#[from] StoreError),
     #[error("admin task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// An analysis on the admin's behalf (the search) failed, with its reason code.
+    #[error(transparent)]
+    UseCase(#[from] super::UseCaseError),
 }
 
 /// Which recorded decisions to list.
@@ -220,7 +223,17 @@ impl FaceAuth {
 
     /// Erases every user: templates deleted, audit rows pseudonymised.
     pub async fn reset(&self) -> Result<Erased, AdminError> {
-        Ok(self.store.reset().await?)
+        let erased = self.store.reset().await?;
+        self.forget_erased().await;
+        Ok(erased)
+    }
+
+    /// Erased templates leave this replica's duplicate-search index at once (the
+    /// others' at their next poll).
+    async fn forget_erased(&self) {
+        if let Err(e) = self.faces.catch_up(&self.store).await {
+            tracing::warn!(error = %e, "the duplicate-search index did not take the erasure at once (next poll)");
+        }
     }
 
     /// Erases one user (right to erasure): the template is deleted and the user's
@@ -229,6 +242,7 @@ impl FaceAuth {
     pub async fn erase_user(&self, username: &str) -> Result<Option<Erased>, AdminError> {
         let username = super::validate_username(username).map_err(|e| AdminError::BadRequest(e.to_string()))?;
         let erased = self.store.erase(&username).await?;
+        self.forget_erased().await;
         Ok((erased.users + erased.decisions > 0).then_some(erased))
     }
 }

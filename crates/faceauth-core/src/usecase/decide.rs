@@ -2,6 +2,7 @@
 //! approved enrollment stored first), then the shadows decide off the request's path.
 
 use super::attempts::Reservation;
+use super::gallery::EnrollmentGuard;
 use super::service::store_call;
 use super::{FaceAuth, UseCaseError, stats};
 use crate::policy::router::{Route, Variant};
@@ -42,10 +43,11 @@ impl DecisionRecord {
 }
 
 /// What an approved decision stores before it is recorded and answered.
-pub(super) enum OnApproval<'a> {
+pub(super) enum OnApproval<'a, 'b> {
     Nothing,
-    /// The primary face's embedding, if the evidence had a face.
-    Enroll(Option<&'a FaceEmbedding>),
+    /// The primary face's embedding, if the evidence had a face, stored under the
+    /// enrollment's gallery lock.
+    Enroll(Option<&'a FaceEmbedding>, &'a mut EnrollmentGuard<'b>),
 }
 
 /// Timing of one request, for the audit log.
@@ -67,7 +69,7 @@ impl FaceAuth {
         route: &Route,
         evidence: Evidence,
         timing: Timing,
-        on_approval: OnApproval<'_>,
+        on_approval: OnApproval<'_, '_>,
         reservation: Option<Reservation>,
     ) -> Result<Decision, UseCaseError> {
         let decided = decide(&route.answer, &evidence).await;
@@ -90,7 +92,9 @@ impl FaceAuth {
         // store is recorded as the refusal the client gets: 20 racing enrollments of
         // one name left 19 "approved" rows for 1 stored user (issue 11, defect 6).
         let stored = match (on_approval, &decided.decision) {
-            (OnApproval::Enroll(primary), Ok(d)) if d.approved => self.store_enrollment(username, primary).await,
+            (OnApproval::Enroll(primary, guard), Ok(d)) if d.approved => {
+                self.store_enrollment(guard, username, primary).await
+            }
             _ => Ok(()),
         };
         if let Err(e) = &stored {
@@ -138,12 +142,26 @@ impl FaceAuth {
     }
 
     /// Stores an approved enrollment's primary face.
-    async fn store_enrollment(&self, username: &str, primary: Option<&FaceEmbedding>) -> Result<(), UseCaseError> {
+    async fn store_enrollment(
+        &self,
+        guard: &mut EnrollmentGuard<'_>,
+        username: &str,
+        primary: Option<&FaceEmbedding>,
+    ) -> Result<(), UseCaseError> {
         // The policy approved evidence without a face: nothing can be enrolled.
         let embedding = primary.ok_or_else(|| {
             UseCaseError::Policy(PolicyError::InvalidDecision("approved an enrollment without a face".into()))
         })?;
         let version = &self.engine.models.embedding_model_version;
-        Ok(self.watch_write(store_call(self.store.insert(username, embedding, version)).await)?)
+        let written = store_call(async {
+            match guard.lock() {
+                Some(lock) => self.store.insert_under(lock, username, embedding, version).await?,
+                None => self.store.insert(username, embedding, version).await?,
+            }
+            // Committed before the decision is recorded and answered.
+            guard.commit().await
+        })
+        .await;
+        Ok(self.watch_write(written)?)
     }
 }

@@ -22,6 +22,12 @@ pub enum UseCaseError {
     Media(#[from] MediaError),
     #[error("no user is enrolled under this username")]
     UnknownUser,
+    /// A search image without a face.
+    #[error("no face was found in the image")]
+    NoFace,
+    /// A search image with two people in it: which one is meant is not guessed.
+    #[error("the image shows more than one person (a second face at least {0:.0} % of the largest's height)")]
+    SeveralPeople(f32),
     #[error("this username is already enrolled")]
     DuplicateUsername,
     #[error("this username looks like an enrolled one (same UTS #39 confusable skeleton)")]
@@ -61,6 +67,8 @@ impl UseCaseError {
                 MediaError::ClientBusy(_) => "RATE_LIMITED",
             },
             UseCaseError::UnknownUser => "UNKNOWN_USER",
+            UseCaseError::NoFace => "NO_FACE_DETECTED",
+            UseCaseError::SeveralPeople(_) => "MULTIPLE_FACES_DETECTED",
             // A look-alike (UTS #39 skeleton) of an enrolled name is taken too.
             UseCaseError::DuplicateUsername | UseCaseError::ConfusableUsername => "USERNAME_ALREADY_EXISTS",
             UseCaseError::OutdatedTemplate(_) => "TEMPLATE_OUTDATED",

@@ -3,8 +3,9 @@
 //! limit in `attempts`.
 
 use super::decide::{OnApproval, Timing};
+use super::gallery::EnrolledFaces;
 use super::{AttemptLimit, FaceEngine, UseCaseError, face_evidence, validate_username};
-use crate::policy::{Decision, Endpoint, EnrollEvidence, Evidence};
+use crate::policy::{Decision, DuplicateSearch, Endpoint, EnrollEvidence, Evidence, GalleryMatch};
 use crate::store::audit::AuditLog;
 use crate::store::{StoreError, UserStore, now_ms};
 use crate::telemetry::{self, Stage};
@@ -17,6 +18,8 @@ pub struct FaceAuth {
     pub(super) audit: AuditLog,
     metrics: &'static telemetry::Exporter,
     pub(super) attempts: Option<AttemptLimit>,
+    /// The enrolled faces, searched at enrollment (one person, one account).
+    pub(super) faces: std::sync::Arc<EnrolledFaces>,
     /// A write failed for lack of space and none has succeeded since: `/ready`
     /// then probes with a write of its own.
     storage_full: std::sync::atomic::AtomicBool,
@@ -25,7 +28,9 @@ pub struct FaceAuth {
 impl FaceAuth {
     pub fn new(engine: FaceEngine, store: UserStore) -> Self {
         let audit = store.audit_log();
+        let faces = std::sync::Arc::new(EnrolledFaces::new(&engine.models.embedding_model_version));
         Self {
+            faces,
             engine,
             store,
             audit,
@@ -71,6 +76,18 @@ impl FaceAuth {
     /// Watches the policy directory (when there is one), reloading on change.
     pub fn watch_policies(&self, interval: std::time::Duration) -> Option<tokio::task::JoinHandle<()>> {
         self.engine.router.watch(interval)
+    }
+
+    /// Loads every enrolled template into the duplicate-search index (else the
+    /// first enrollment does); returns how many.
+    pub async fn load_enrolled_faces(&self) -> Result<usize, StoreError> {
+        self.faces.catch_up(&self.store).await?;
+        Ok(self.faces.len())
+    }
+
+    /// Follows the other replicas' enrollments and erasures every `interval`.
+    pub fn watch_enrolled_faces(&self, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        self.faces.watch(self.store.clone(), interval)
     }
 
     /// The process's metrics since start-up (requests, vision pool, stages,
@@ -127,9 +144,28 @@ impl FaceAuth {
         let route = self.engine.route(username)?;
         let (image, analyzed) = self.engine.analyze_upload(upload).await?;
         let timing = Timing { started, analysis_ms: started.elapsed().as_secs_f64() * 1000.0 };
-        let evidence = Evidence::Enroll(EnrollEvidence { image, faces: face_evidence(&analyzed, image, None) });
         let primary = analyzed.first().map(|f| &f.embedding);
-        self.decide_and_record(id, username, &route, evidence, timing, OnApproval::Enroll(primary), None).await
+        // Searched and decided under the gallery lock, stored before it is released:
+        // two enrollments of one face (on any replica) cannot both miss each other.
+        let mut guard = store_call(self.faces.lock_for_enrollment(&self.store)).await?;
+        let duplicates = match primary {
+            Some(embedding) => {
+                let search = self.faces.search(embedding, DUPLICATE_MATCHES).await;
+                let matches = search.hits.iter().map(|h| GalleryMatch { similarity: h.similarity }).collect();
+                Some(DuplicateSearch { gallery_size: search.gallery_size, matches })
+            }
+            None => None,
+        };
+        let evidence =
+            Evidence::Enroll(EnrollEvidence { image, faces: face_evidence(&analyzed, image, None), duplicates });
+        let decided = self
+            .decide_and_record(id, username, &route, evidence, timing, OnApproval::Enroll(primary, &mut guard), None)
+            .await;
+        if let Err(e) = guard.finish(&self.store).await {
+            // The enrollment is committed; the index catches up at the next poll.
+            tracing::warn!(error = %e, "the duplicate-search index did not take the enrollment at once");
+        }
+        decided
     }
 
     async fn authenticate_as(&self, id: String, username: &str, upload: Vec<u8>) -> Result<Decision, UseCaseError> {
@@ -152,6 +188,9 @@ impl FaceAuth {
         self.decide_and_record(id, username, &route, evidence, timing, OnApproval::Nothing, reservation).await
     }
 }
+
+/// Enrolled templates most similar to an enrolling face given to the policy.
+const DUPLICATE_MATCHES: usize = 10;
 
 /// A database call on a request's path, timed as the `store` stage.
 pub(super) async fn store_call<T>(call: impl std::future::Future<Output = T>) -> T {

@@ -62,5 +62,12 @@ pub async fn start(
             "face templates are stored in clear: set --template-key-file or FACEAUTH_TEMPLATE_KEYS to seal them (README, Security)"
         );
     }
-    Ok(Arc::new(FaceAuth::new(engine, store).with_attempt_limit(Some(attempts.limit()))))
+    let app = FaceAuth::new(engine, store).with_attempt_limit(Some(attempts.limit()));
+    let loading = std::time::Instant::now();
+    let templates = app.load_enrolled_faces().await?;
+    tracing::info!(
+        "duplicate search: {templates} enrolled templates in memory ({:.1} s to load)",
+        loading.elapsed().as_secs_f64()
+    );
+    Ok(Arc::new(app))
 }

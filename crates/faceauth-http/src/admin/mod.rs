@@ -11,6 +11,7 @@ mod decisions;
 mod form;
 mod metrics;
 mod policies;
+mod search;
 mod users;
 
 use axum::extract::multipart::{MultipartError, MultipartRejection};
@@ -38,6 +39,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(policies::reload_policies))
         .routes(routes!(policies::put_policy, policies::retire_policy))
         .routes(routes!(users::erase_user))
+        .routes(routes!(search::search))
         .routes(routes!(decisions::decisions))
         .routes(routes!(decisions::stats))
         .routes(routes!(decisions::replay))
@@ -75,6 +77,7 @@ impl IntoResponse for AdminFailure {
             AdminError::Policy(_) => S::UNPROCESSABLE_ENTITY,
             AdminError::Store(e) if e.is_unavailable() => S::SERVICE_UNAVAILABLE,
             AdminError::Store(_) | AdminError::Task(_) => S::INTERNAL_SERVER_ERROR,
+            AdminError::UseCase(e) => crate::error::status_of(e.code()),
         };
         if status.is_server_error() {
             tracing::warn!(error = %error_chain(&self), "admin request failed");

@@ -255,3 +255,54 @@ pub struct ReplayForm {
     /// confusion matrices.
     pub labels: Option<String>,
 }
+
+/// The multipart body of `POST /api/admin/search`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SearchForm {
+    /// A still image (JPEG, PNG, WebP...) of one person.
+    #[schema(value_type = String, format = Binary)]
+    pub image: Vec<u8>,
+}
+
+/// One enrolled user found by a search.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FoundUserJson {
+    pub username: String,
+    /// Cosine similarity to the enrolled template, in [-1, 1]; the default policy
+    /// calls an enrollment a duplicate from 0.50 (galleries up to about 2 000) to
+    /// 0.70 (README, "Duplicate search").
+    #[schema(example = 0.81)]
+    pub similarity: f32,
+}
+
+/// `POST /api/admin/search` done.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SearchAnswer {
+    #[schema(example = 200)]
+    pub code: u16,
+    #[schema(example = "DONE")]
+    pub msg: String,
+    /// Enrolled templates searched.
+    pub gallery_size: u64,
+    /// Faces found in the image; the largest was searched.
+    pub faces_detected: usize,
+    /// Most similar first, at most `top_k`.
+    pub matches: Vec<FoundUserJson>,
+}
+
+impl SearchAnswer {
+    pub fn new(search: faceauth_core::usecase::search::FaceSearch) -> Self {
+        Self {
+            code: 200,
+            msg: DONE.into(),
+            gallery_size: search.gallery_size,
+            faces_detected: search.faces_detected,
+            matches: search
+                .matches
+                .into_iter()
+                .map(|m| FoundUserJson { username: m.username, similarity: m.similarity })
+                .collect(),
+        }
+    }
+}

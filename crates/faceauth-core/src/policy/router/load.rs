@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::super::catalog::{COMPONENT_MAX_BYTES, Catalog, read_regular_file, write_atomically};
+use super::super::catalog::{COMPONENT_MAX_BYTES, Catalog, read_regular_file, remove_unused_copies, write_atomically};
 use super::super::{CompiledPolicy, Param, PolicyError};
 use super::watch::directory_fingerprint;
 use super::{PolicyRouter, PolicySet, RouterError, Source, Variant};
@@ -72,8 +72,13 @@ impl PolicyRouter {
                     write_atomically(dir, &file, bytes).map(|_| ()).map_err(|e| format!("{file}: {e}"))
                 })
                 .and_then(|()| catalog.write(dir).map_err(|e| e.to_string()));
-            if let Err(e) = written {
-                result = Err(RouterError::Write(e));
+            match written {
+                Err(e) => result = Err(RouterError::Write(e)),
+                Ok(()) => {
+                    for file in remove_unused_copies(dir, &catalog) {
+                        tracing::info!("policy component {file} removed: no variant uses it");
+                    }
+                }
             }
         }
         let set = self.install(result)?;
