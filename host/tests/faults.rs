@@ -40,11 +40,11 @@ async fn two_replicas_on_one_postgresql_agree() {
     assert_eq!(b.enroll("alice", "id_card_person_a.jpg").await, (409, enroll_rejected("USERNAME_ALREADY_EXISTS")));
     assert_approved(&b.authenticate("alice", "selfie_person_a.jpg").await);
 
-    // 16 enrollments of one name, 8 on each replica at once: one account, one
+    // 16 enrollments of one name (person B: A is alice), 8 on each replica at once: one account, one
     // approved audit row (issue 11, defect 6), the others refused as duplicates.
     let racers = (0..16).map(|i| {
         let server = if i % 2 == 0 { &a } else { &b };
-        server.enroll("racer", "id_card_person_a.jpg")
+        server.enroll("racer", "id_card_person_b.jpg")
     });
     let answers = futures::future::join_all(racers).await;
     let mut counts: BTreeMap<u16, usize> = BTreeMap::new();
@@ -61,7 +61,7 @@ async fn two_replicas_on_one_postgresql_agree() {
     assert_eq!(recorded.iter().filter(|(approved, _)| *approved).count(), 1, "{recorded:?}");
     // A racer that finds the name taken before the analysis is refused unrecorded.
     assert!(recorded.len() <= 16, "at most one row per answer: {recorded:?}");
-    assert_approved(&a.authenticate("racer", "selfie_person_a.jpg").await);
+    assert_approved(&a.authenticate("racer", "selfie_person_b.jpg").await);
 
     // Attempt limits are counted in the database: failures on one replica lock the
     // account on the other (default 5 in 15 minutes).
@@ -88,7 +88,8 @@ async fn two_replicas_on_one_postgresql_agree() {
 /// authenticates; none is half-written (a duplicate is refused, not a 500).
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_enrollment_loses_no_answered_enrollment() {
-    let first = start_server_with(&[("FACEAUTH_WORKERS", "2")]).await;
+    // Many names, one card: the duplicate search (host/tests/duplicates.rs) is off.
+    let first = start_server_with(&[("FACEAUTH_WORKERS", "2"), ("FACEAUTH_DUPLICATE_SEARCH", "false")]).await;
     let data_dir = first.data.path().to_path_buf();
     let card = common::fixture("id_card_person_a.jpg");
     let client = reqwest::Client::new();
@@ -124,7 +125,7 @@ async fn kill_9_mid_enrollment_loses_no_answered_enrollment() {
     let answered = answered.lock().expect("lock").clone();
 
     let data = data_dir.to_str().expect("utf-8 path");
-    let second = start_server_with(&[("FACEAUTH_DATA_DIR", data)]).await;
+    let second = start_server_with(&[("FACEAUTH_DATA_DIR", data), ("FACEAUTH_DUPLICATE_SEARCH", "false")]).await;
     for name in &answered {
         assert_approved(&second.authenticate(name, "selfie_person_a.jpg").await);
         assert_eq!(

@@ -175,7 +175,9 @@ async fn service_with(
     let options = StoreOptions { timeout: Duration::from_millis(300), ..Default::default() };
     let store = UserStore::connect_with(&sqlite_url(db_dir), options).await.expect("store");
     let limit = AttemptLimit { max_failures: 2, window: Duration::from_secs(900) };
-    Arc::new(FaceAuth::new(engine, store).with_attempt_limit(Some(limit)))
+    // One face under two names (bob, carol) below: the duplicate search is
+    // exercised by host/tests/duplicates.rs.
+    Arc::new(FaceAuth::new(engine, store).with_attempt_limit(Some(limit)).with_duplicate_search(false))
 }
 
 /// A policy directory with the shipped components and one answering variant `main`.
@@ -373,6 +375,14 @@ async fn every_documented_status_is_produced_and_conforms() {
     c.check(main(), user, empty("DELETE", "/api/admin/users/%C2%8C"), 400).await;
     let body = c.check(main(), user, empty("DELETE", "/api/admin/users/carol"), 200).await;
     assert_eq!(body["erased"]["users"], 1, "{body}");
+    // Identify (issue 20).
+    let search = "/api/admin/search";
+    let body = c.check(main(), search, form(search, "POST", &[("image", &image("selfie_person_b.jpg"))]), 200).await;
+    assert_eq!(body["matches"][0]["username"], "bob", "{body}");
+    c.check(main(), search, form(search, "POST", &[("colour", b"blue")]), 400).await;
+    c.check(main(), search, form(search, "POST", &[("image", &oversized())]), 413).await;
+    c.check(main(), search, form(search, "POST", &[("image", &image("video_person_a.mp4"))]), 415).await;
+    c.check(main(), search, form(search, "POST", &[("image", &image("id_card_back_no_face.jpg"))]), 422).await;
 
     // Admin, a policy directory.
     let dir = policy_dir();
@@ -408,6 +418,7 @@ async fn every_documented_status_is_produced_and_conforms() {
     sqlx::query("BEGIN IMMEDIATE").execute(&mut side).await.expect("lock");
     c.check(main(), "/api/reset", empty("POST", "/api/reset"), 503).await;
     c.check(main(), user, empty("DELETE", "/api/admin/users/alice"), 503).await;
+    c.check(main(), search, form(search, "POST", &[("image", &image("selfie_person_b.jpg"))]), 503).await;
     sqlx::query("ROLLBACK").execute(&mut side).await.expect("unlock");
     let body = c.check(main(), "/api/reset", empty("POST", "/api/reset"), 200).await;
     assert_eq!(body, common::answers::done());
@@ -425,7 +436,7 @@ async fn every_documented_status_is_produced_and_conforms() {
     }
 
     // The tables gone: database failures are 500 INTERNAL_ERROR.
-    for table in ["users", "decisions"] {
+    for table in ["users", "decisions", "admin_searches"] {
         sqlx::query(&format!("DROP TABLE {table}")).execute(&mut side).await.expect("drop");
     }
     c.check(main(), enroll, upload("/api/enroll?username=erin", "cin_file", &image("id_card_person_a.jpg")), 500).await;
@@ -435,6 +446,7 @@ async fn every_documented_status_is_produced_and_conforms() {
     c.check(main(), decisions, empty("GET", decisions), 500).await;
     c.check(main(), stats, empty("GET", stats), 500).await;
     c.check(main(), replay, form(replay, "POST", &[("variant", variant.as_bytes())]), 500).await;
+    c.check(main(), search, form(search, "POST", &[("image", &image("selfie_person_b.jpg"))]), 500).await;
 
     // Every operation: an oversized request target (414) and head (431), and, on a
     // router with a per-client rate limit of a burst of 1, a second request (429).

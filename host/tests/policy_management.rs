@@ -99,7 +99,13 @@ shadow = true
 #[tokio::test(flavor = "multi_thread")]
 async fn ab_variants_are_sticky_shadows_are_recorded_and_nothing_changes_the_answer() {
     let dir = policy_dir(AB_CATALOG);
-    let server = start_with_dir(dir.path()).await;
+    // Eight accounts of one person (the duplicate search: host/tests/duplicates.rs).
+    let server = start_server_with(&[
+        ("FACEAUTH_POLICY_DIR", dir.path().to_str().expect("utf-8")),
+        ("FACEAUTH_POLICY_WATCH_MS", "200"),
+        ("FACEAUTH_DUPLICATE_SEARCH", "false"),
+    ])
+    .await;
     let (_, policies) = server.get("/api/admin/policies").await;
     assert_eq!(variant_names(&policies), ["control", "high-threshold", "strict-shadow"]);
     assert_eq!(policies["set"]["variants"][1]["params"]["match-threshold"], 0.99);
@@ -231,6 +237,11 @@ async fn render_stats_page(server: &Server) {
         assert!(dom.contains(&format!("<td>{variant}</td>")), "no row for {variant}: {dom}");
     }
     assert!(dom.matches("class=\"bar\"").count() >= 4, "no chart bars: {dom}");
+    // Issue 21: the experiment, per endpoint, with intervals, and the shadow's pairing.
+    assert!(dom.contains("<tr class=\"arm\"><td>control</td>"), "no experiment row for the control: {dom}");
+    assert!(dom.contains(" pts</td>") && dom.contains(" % to "), "no lift or interval: {dom}");
+    assert!(dom.contains("<tr class=\"pair\"><td>answer approved</td>"), "no shadow pairing: {dom}");
+    assert!(!dom.contains("undefined") && !dom.contains("NaN"), "a value did not render: {dom}");
     // The live panel, from /metrics.
     assert!(dom.contains("<p id=\"live-error\"></p>"), "the live panel reported an error: {dom}");
     assert!(

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::FaceAuth;
+use super::experiment::{self, ExperimentReport};
 use super::replay::{self, ReplayReport, Truth};
 use super::stats::{SCORE_BINS, VariantStats, variant_stats};
 use crate::policy::router::{PolicySet, RouterError, VariantChange};
@@ -56,7 +57,14 @@ pub struct StatsReport {
     pub decisions: usize,
     pub score_bins: usize,
     pub variants: Vec<VariantStats>,
+    /// The A/B comparison: per endpoint, intervals, lift, always-valid test,
+    /// sample ratio and shadows.
+    pub experiment: ExperimentReport,
 }
+
+/// The absolute difference in approval rate an experiment is planned for when the
+/// request does not say: 2 points.
+pub const DEFAULT_MIN_EFFECT: f64 = 0.02;
 
 /// What `/ready` reports.
 pub struct Readiness {
@@ -151,7 +159,16 @@ impl FaceAuth {
 
     /// Per-variant statistics since `since_ms` (default: the last 24 hours), over at
     /// most the last 100 000 decisions.
-    pub async fn stats(&self, since_ms: Option<i64>, endpoint: Option<Endpoint>) -> Result<StatsReport, AdminError> {
+    pub async fn stats(
+        &self,
+        since_ms: Option<i64>,
+        endpoint: Option<Endpoint>,
+        min_effect: Option<f64>,
+    ) -> Result<StatsReport, AdminError> {
+        let min_effect = min_effect.unwrap_or(DEFAULT_MIN_EFFECT);
+        if !(min_effect > 0.0 && min_effect < 1.0) {
+            return Err(AdminError::BadRequest("min_effect must be between 0 and 1 (exclusive)".into()));
+        }
         let since_ms = since_ms.unwrap_or_else(|| now_ms() - 24 * 3600 * 1000);
         let filter = DecisionFilter {
             since_ms: Some(since_ms),
@@ -160,12 +177,24 @@ impl FaceAuth {
             without_evidence: true,
             ..Default::default()
         };
-        let records = self.audit.decisions(&filter).await?;
+        let mut records = self.audit.decisions(&filter).await?;
+        // Time order, for the always-valid test's running maximum.
+        records.sort_by_key(|r| r.at_ms);
+        let weights: Vec<(String, u32)> = self
+            .engine
+            .router()
+            .current()
+            .variants
+            .iter()
+            .filter(|v| !v.shadow)
+            .map(|v| (v.name.clone(), v.weight))
+            .collect();
         Ok(StatsReport {
             since_ms,
             decisions: records.len(),
             score_bins: SCORE_BINS,
             variants: variant_stats(&records),
+            experiment: experiment::report(&records, &weights, min_effect),
         })
     }
 

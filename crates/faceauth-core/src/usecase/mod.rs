@@ -7,6 +7,7 @@ mod decide;
 mod engine;
 mod error;
 mod evidence;
+pub mod experiment;
 pub mod gallery;
 pub mod replay;
 pub mod search;

@@ -20,6 +20,8 @@ pub struct FaceAuth {
     pub(super) attempts: Option<AttemptLimit>,
     /// The enrolled faces, searched at enrollment (one person, one account).
     pub(super) faces: std::sync::Arc<EnrolledFaces>,
+    /// Whether enrollments give the policy the duplicate search.
+    duplicate_search: bool,
     /// A write failed for lack of space and none has succeeded since: `/ready`
     /// then probes with a write of its own.
     storage_full: std::sync::atomic::AtomicBool,
@@ -31,6 +33,7 @@ impl FaceAuth {
         let faces = std::sync::Arc::new(EnrolledFaces::new(&engine.models.embedding_model_version));
         Self {
             faces,
+            duplicate_search: true,
             engine,
             store,
             audit,
@@ -43,6 +46,11 @@ impl FaceAuth {
     /// This service with a limit on failed authentications per username.
     pub fn with_attempt_limit(self, limit: Option<AttemptLimit>) -> Self {
         Self { attempts: limit.filter(|l| l.max_failures > 0), ..self }
+    }
+
+    /// This service with (the default) or without the duplicate search at enrollment.
+    pub fn with_duplicate_search(self, on: bool) -> Self {
+        Self { duplicate_search: on, ..self }
     }
 
     /// Notes whether a write reached the storage: a full one is remembered until a
@@ -148,7 +156,12 @@ impl FaceAuth {
         // Searched and decided under the gallery lock, stored before it is released:
         // two enrollments of one face (on any replica) cannot both miss each other.
         let mut guard = store_call(self.faces.lock_for_enrollment(&self.store)).await?;
-        let duplicates = match primary {
+        // A concurrent enrollment of this name (on any replica) that stored first: its
+        // face would now be found as "another" account; the name is what is taken.
+        if store_call(self.store.find(username)).await?.is_some() {
+            return Err(UseCaseError::DuplicateUsername);
+        }
+        let duplicates = match primary.filter(|_| self.duplicate_search) {
             Some(embedding) => {
                 let search = self.faces.search(embedding, DUPLICATE_MATCHES).await;
                 let matches = search.hits.iter().map(|h| GalleryMatch { similarity: h.similarity }).collect();

@@ -22,6 +22,13 @@ pub struct EngineConfig {
     /// `--policy`.
     #[arg(long, env = "FACEAUTH_POLICY_DIR")]
     pub policy_dir: Option<PathBuf>,
+    /// Search every enrolling face among the enrolled (one person, one account): the
+    /// policy sees the most similar templates and the default policy refuses
+    /// `FACE_ALREADY_ENROLLED`. `false` gives the policies no search (deployments
+    /// where one person may hold several accounts); the index is kept either way
+    /// for `POST /api/admin/search`.
+    #[arg(long, env = "FACEAUTH_DUPLICATE_SEARCH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub duplicate_search: bool,
     /// Face-analysis workers (ONNX session sets); default: one per CPU.
     #[arg(long, env = "FACEAUTH_WORKERS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub workers: Option<usize>,

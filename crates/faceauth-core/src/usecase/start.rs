@@ -62,7 +62,12 @@ pub async fn start(
             "face templates are stored in clear: set --template-key-file or FACEAUTH_TEMPLATE_KEYS to seal them (README, Security)"
         );
     }
-    let app = FaceAuth::new(engine, store).with_attempt_limit(Some(attempts.limit()));
+    let app = FaceAuth::new(engine, store)
+        .with_attempt_limit(Some(attempts.limit()))
+        .with_duplicate_search(engine_config.duplicate_search);
+    if !engine_config.duplicate_search {
+        tracing::warn!("duplicate search off (--duplicate-search false): one face may enroll under several names");
+    }
     let loading = std::time::Instant::now();
     let templates = app.load_enrolled_faces().await?;
     tracing::info!(

@@ -87,6 +87,8 @@ pub(super) struct StatsQuery {
     /// Only this endpoint's decisions (issue 21: the filter was ignored, and the
     /// approval rate mixed enrollments with authentications).
     endpoint: Option<faceauth_core::policy::Endpoint>,
+    /// The difference in approval rate `still_needed` plans for (default 0.02).
+    min_effect: Option<f64>,
 }
 
 /// Per-variant statistics over the audit log's window (at most the last 100 000 decisions).
@@ -95,10 +97,17 @@ pub(super) struct StatsQuery {
     path = "/api/admin/stats",
     tag = "admin",
     description = "Per-variant statistics over the audit log (at most its last 100 000 decisions): approval rate, \
-        reasons, score histogram, latency percentiles, the policy's share of the request time.",
+        reasons, score histogram, latency percentiles, the policy's share of the request time; and `experiment`, \
+        the A/B comparison per endpoint: each answering variant's approval rate with a Wilson 95 % interval, its \
+        lift over the control (the heaviest weight) with Newcombe's 95 % interval and an always-valid p-value \
+        (mSPRT: valid however often it is read), the decisions still needed for `min_effect`, a \
+        sample-ratio-mismatch check of the users per variant against the weights (chi-squared, mismatch at \
+        p < 0.001), and each shadow against the answers of the same requests (McNemar, the disagreeing requests).",
     params(
         ("since_ms" = Option<i64>, Query, description = "Window start, Unix ms (default: the last 24 hours)."),
         ("endpoint" = Option<wire::EndpointJson>, Query, description = "Only this endpoint's decisions."),
+        ("min_effect" = Option<f64>, Query, description = "The absolute difference in approval rate the \
+            sample-size plan is for, in (0, 1); default 0.02."),
     ),
     security((), ("admin_token" = [])),
     responses(
@@ -113,7 +122,7 @@ pub(super) async fn stats(
     query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Response, AdminFailure> {
     let Query(q) = query?;
-    let report = app.stats(q.since_ms, q.endpoint).await?;
+    let report = app.stats(q.since_ms, q.endpoint, q.min_effect).await?;
     Ok(done(StatsAnswer::new(report)))
 }
 

@@ -94,11 +94,21 @@ pub struct StatsAnswer {
     pub decisions: usize,
     pub score_bins: usize,
     pub variants: Vec<VariantStatsJson>,
+    /// The A/B comparison (see the operation's description): `min_effect`,
+    /// `endpoints` [{`endpoint`, `control`, `arms` [{`variant`, `decisions`,
+    /// `approved`, `approval_rate`, `approval_interval` {`low`, `high`}, `lift`,
+    /// `lift_interval`, `always_valid_p`, `still_needed`}]}], `sample_ratio`
+    /// {`arms` [[variant, users, expected share]], `chi_squared`, `p_value`,
+    /// `mismatch`} or null, `shadows` [{`shadow`, `endpoint`, `paired`,
+    /// `both_approved`, `both_rejected`, `answer_only`, `shadow_only`, `mcnemar_p`,
+    /// `disagreements` [{`request_id`, `at_ms`, `answer_reason`, `shadow_reason`}]}].
+    #[schema(value_type = Object)]
+    pub experiment: serde_json::Value,
 }
 
 impl StatsAnswer {
     pub fn new(report: StatsReport) -> Self {
-        let StatsReport { since_ms, decisions, score_bins, variants } = report;
+        let StatsReport { since_ms, decisions, score_bins, variants, experiment } = report;
         Self {
             code: 200,
             msg: DONE.into(),
@@ -106,6 +116,7 @@ impl StatsAnswer {
             decisions,
             score_bins,
             variants: variants.into_iter().map(Into::into).collect(),
+            experiment: serde_json::to_value(experiment).unwrap_or_default(),
         }
     }
 }
