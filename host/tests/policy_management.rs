@@ -241,7 +241,9 @@ async fn render_stats_page(server: &Server) {
     assert!(dom.contains("<tr class=\"arm\"><td>control</td>"), "no experiment row for the control: {dom}");
     assert!(dom.contains(" pts</td>") && dom.contains(" % to "), "no lift or interval: {dom}");
     assert!(dom.contains("<tr class=\"pair\"><td>answer approved</td>"), "no shadow pairing: {dom}");
-    assert!(!dom.contains("undefined") && !dom.contains("NaN"), "a value did not render: {dom}");
+    for unrendered in [">undefined", ">NaN", "NaN %", "18446744073709552000"] {
+        assert!(!dom.contains(unrendered), "a value did not render ({unrendered}): {dom}");
+    }
     // The live panel, from /metrics.
     assert!(dom.contains("<p id=\"live-error\"></p>"), "the live panel reported an error: {dom}");
     assert!(

@@ -104,14 +104,24 @@ impl UserStore {
         .await
     }
 
-    /// Every template of `model_version` (others cannot be compared), unsealed.
-    pub async fn gallery_templates(&self, model_version: &str) -> Result<Vec<GalleryTemplate>, StoreError> {
-        let rows = bounded(self.timeout * 10, async {
+    /// Templates of `model_version` (others cannot be compared), unsealed, in gallery
+    /// id order after `after`, at most `limit`: a start-up load reads pages, so no
+    /// statement outlives the statement timeout and no more than a page of rows is
+    /// held at once (a million templates are 2 GB of rows).
+    pub async fn gallery_templates(
+        &self,
+        model_version: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<GalleryTemplate>, StoreError> {
+        let rows = bounded(self.timeout, async {
             Ok(sqlx::query(
                 "SELECT username, embedding, key_id, gallery_id FROM users \
-                 WHERE model_version = $1 AND gallery_id IS NOT NULL",
+                 WHERE model_version = $1 AND gallery_id > $2 ORDER BY gallery_id LIMIT $3",
             )
             .bind(model_version)
+            .bind(after)
+            .bind(limit)
             .fetch_all(&self.pool)
             .await?)
         })

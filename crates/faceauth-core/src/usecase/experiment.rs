@@ -75,17 +75,18 @@ fn msprt_ratio(k1: u64, n1: u64, k2: u64, n2: u64, tau2: f64) -> f64 {
 }
 
 /// Users per arm needed to detect an absolute difference `effect` from `base` with a
-/// two-sided 5 % test at 80 % power (fixed horizon).
-pub fn sample_needed(base: f64, effect: f64) -> u64 {
+/// two-sided 5 % test at 80 % power (fixed horizon); `None` for an effect that does
+/// not fit in [0, 1] either way. Near 100 % the effect is taken downwards.
+pub fn sample_needed(base: f64, effect: f64) -> Option<u64> {
     let p1 = base.clamp(0.0, 1.0);
-    let p2 = (p1 + effect).clamp(0.0, 1.0);
+    let p2 = if p1 + effect <= 1.0 { p1 + effect } else { p1 - effect };
     let d = (p2 - p1).abs();
-    if d < 1e-9 {
-        return u64::MAX;
+    if d < 1e-9 || !(0.0..=1.0).contains(&p2) {
+        return None;
     }
     let mean = (p1 + p2) / 2.0;
     let a = Z_95 * (2.0 * mean * (1.0 - mean)).sqrt() + Z_POWER_80 * (p1 * (1.0 - p1) + p2 * (1.0 - p2)).sqrt();
-    (a * a / (d * d)).ceil() as u64
+    Some((a * a / (d * d)).ceil() as u64)
 }
 
 /// One answering variant on one endpoint.
@@ -229,7 +230,7 @@ fn endpoint_report(endpoint: Endpoint, control: &str, on: &[&DecisionRecord], mi
                 best = best.max(msprt_ratio(k1, n1, k2, n2, tau2));
             }
             arm.always_valid_p = Some((1.0 / best).min(1.0));
-            arm.still_needed = Some(sample_needed(rate(kc, nc), min_effect).saturating_sub(n.min(nc)));
+            arm.still_needed = sample_needed(rate(kc, nc), min_effect).map(|needed| needed.saturating_sub(n.min(nc)));
         }
         arms.push(arm);
     }
@@ -365,8 +366,11 @@ mod tests {
     #[test]
     fn sample_needed_for_two_points_around_forty_per_cent() {
         // 0.40 -> 0.42 at 5 % / 80 %: about 9 500 per arm (standard tables: 9 489).
-        let n = sample_needed(0.40, 0.02);
+        let n = sample_needed(0.40, 0.02).expect("planned");
         assert!((9_400..=9_600).contains(&n), "{n}");
+        // At 100 % the effect is planned downwards (the A/B page showed u64::MAX).
+        assert!(sample_needed(1.0, 0.02).is_some_and(|n| n > 100));
+        assert_eq!(sample_needed(0.5, 0.0), None);
     }
 
     fn record(id: u64, variant: &str, shadow: bool, user: String, approved: bool) -> DecisionRecord {
