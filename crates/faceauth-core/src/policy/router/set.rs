@@ -2,7 +2,11 @@
 //!
 //! A/B: a user always meets the same answering variant while the experiment (the
 //! catalog's `experiment` salt and the weights) is unchanged: the assignment is a
-//! hash of salt and username, not a random draw. Shadows run after the answer.
+//! hash of salt and username, not a random draw. It is weighted rendezvous hashing,
+//! so a change moves only the users it must (issue 21): a variant added takes its
+//! share from every other and nobody else moves; a variant retired hands its users
+//! out and nobody else moves; a weight raised moves users only into that variant.
+//! Shadows run after the answer.
 
 use std::sync::Arc;
 
@@ -53,17 +57,13 @@ impl PolicySet {
     /// The variant that answers `username` and the shadows; `None` only for a set
     /// without an answering variant, which is never installed.
     pub fn route(&self, username: &str) -> Option<Route> {
-        let serving: Vec<&Arc<Variant>> = self.variants.iter().filter(|v| !v.shadow && v.weight > 0).collect();
-        let total: u64 = serving.iter().map(|v| u64::from(v.weight)).sum();
-        let mut point = bucket(&self.experiment, username) % total.max(1);
-        let mut answer = None;
-        for v in serving {
-            if point < u64::from(v.weight) {
-                answer = Some(v.clone());
-                break;
-            }
-            point -= u64::from(v.weight);
-        }
+        let answer = self
+            .variants
+            .iter()
+            .filter(|v| !v.shadow && v.weight > 0)
+            .map(|v| (rendezvous_score(&self.experiment, &v.name, username, v.weight), v))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, v)| v.clone());
         let shadows = self.variants.iter().filter(|v| v.shadow).cloned().collect();
         Some(Route { answer: answer?, shadows })
     }
@@ -73,25 +73,72 @@ impl PolicySet {
     }
 }
 
-/// Stable position of a user in the experiment: the first 8 bytes of
-/// sha256(experiment, 0, username).
-fn bucket(experiment: &str, username: &str) -> u64 {
-    let digest = Sha256::new().chain_update(experiment).chain_update([0]).chain_update(username).finalize();
+/// Weighted rendezvous score of `variant` for a user: -ln(u) / weight, u uniform in
+/// (0, 1) from sha256(experiment, 0, variant, 0, username). The lowest score wins:
+/// each variant wins with probability weight / total, and a variant's score does not
+/// depend on the others.
+fn rendezvous_score(experiment: &str, variant: &str, username: &str, weight: u32) -> f64 {
+    let digest = Sha256::new()
+        .chain_update(experiment)
+        .chain_update([0])
+        .chain_update(variant)
+        .chain_update([0])
+        .chain_update(username)
+        .finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
+    // 53 random bits, shifted off 0: u in (0, 1).
+    let u = ((u64::from_be_bytes(first) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    -u.ln() / f64::from(weight.max(1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Which of `variants` (name, weight) each of 10 000 users meets.
+    fn assign(variants: &[(&str, u32)]) -> Vec<String> {
+        (0..10_000)
+            .map(|i| {
+                let user = format!("user{i}");
+                let (name, _) = variants
+                    .iter()
+                    .min_by(|a, b| {
+                        rendezvous_score("e1", a.0, &user, a.1).total_cmp(&rendezvous_score("e1", b.0, &user, b.1))
+                    })
+                    .expect("a variant");
+                name.to_string()
+            })
+            .collect()
+    }
+
+    fn share(assigned: &[String], name: &str) -> usize {
+        assigned.iter().filter(|a| *a == name).count()
+    }
+
     #[test]
-    fn buckets_are_stable_and_spread() {
-        assert_eq!(bucket("e1", "alice"), bucket("e1", "alice"));
-        assert_ne!(bucket("e1", "alice"), bucket("e2", "alice"));
-        // 10 % of 10 000 users land in a 10/100 slice, give or take.
-        let in_slice = (0..10_000).filter(|i| bucket("e1", &format!("user{i}")) % 100 < 10).count();
-        assert!((850..1150).contains(&in_slice), "{in_slice}");
+    fn assignments_follow_the_weights_and_are_stable() {
+        assert_eq!(rendezvous_score("e1", "a", "alice", 1), rendezvous_score("e1", "a", "alice", 1));
+        assert_ne!(rendezvous_score("e1", "a", "alice", 1), rendezvous_score("e2", "a", "alice", 1));
+        // 10/100 of 10 000 users, give or take.
+        let assigned = assign(&[("a", 90), ("b", 10)]);
+        assert!((850..1150).contains(&share(&assigned, "b")), "{}", share(&assigned, "b"));
+    }
+
+    /// Issue 21: adding a variant reshuffled users already assigned (a user's slot in
+    /// the cumulative weights moved with every weight after it).
+    #[test]
+    fn adding_or_retiring_a_variant_moves_only_the_users_it_must() {
+        let before = assign(&[("a", 50), ("b", 50)]);
+        let after = assign(&[("a", 50), ("b", 50), ("c", 20)]);
+        let moved: Vec<(&String, &String)> = before.iter().zip(&after).filter(|(b, a)| b != a).collect();
+        assert!(moved.iter().all(|(_, to)| *to == "c"), "users moved between a and b");
+        // c takes 20/120 of the users, give or take.
+        assert!((1500..1850).contains(&moved.len()), "{}", moved.len());
+        // Retiring c gives its users back where they were.
+        assert_eq!(assign(&[("a", 50), ("b", 50)]), before);
+        // Raising b's weight moves users only into b.
+        let raised = assign(&[("a", 50), ("b", 80)]);
+        assert!(before.iter().zip(&raised).all(|(b, r)| b == r || r == "b"));
     }
 }
