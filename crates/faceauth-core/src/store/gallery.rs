@@ -155,22 +155,20 @@ impl UserStore {
         Ok(GalleryTemplate { gallery_id: row.try_get("gallery_id")?, embedding })
     }
 
-    /// The usernames of gallery keys still enrolled.
+    /// The usernames of gallery keys still enrolled, in one query (a search asks for
+    /// up to 100).
     pub async fn usernames_of(&self, gallery_ids: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
-        let mut names = Vec::with_capacity(gallery_ids.len());
-        for &id in gallery_ids {
-            let row = bounded(self.timeout, async {
-                Ok(sqlx::query("SELECT username FROM users WHERE gallery_id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?)
-            })
-            .await?;
-            if let Some(row) = row {
-                names.push((id, row.try_get("username")?));
-            }
+        if gallery_ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(names)
+        let placeholders: Vec<String> = (1..=gallery_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT gallery_id, username FROM users WHERE gallery_id IN ({})", placeholders.join(", "));
+        bounded(self.timeout, async {
+            let query = gallery_ids.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
+            let rows = query.fetch_all(&self.pool).await?;
+            rows.iter().map(|r| Ok((r.try_get("gallery_id")?, r.try_get("username")?))).collect()
+        })
+        .await
     }
 
     /// Records an admin search (no image, no name).
