@@ -24,7 +24,9 @@ async fn call(app: &Arc<FaceAuth>, uri: &str, field: &str, fixture: &str) -> (u1
         .expect("the sandbox must stop a runaway policy")
 }
 
-async fn contained(policy_crate: &str) {
+/// `said`: what the policy writes before it fails, which must reach its author in
+/// the recorded error (a Rust policy's panic message).
+async fn contained(policy_crate: &str, said: Option<&str>) {
     let (app, _db) = common::in_process::app(policy_crate).await;
     for _ in 0..2 {
         // Twice: the failure of one call leaves nothing broken behind.
@@ -49,6 +51,14 @@ async fn contained(policy_crate: &str) {
     assert_eq!(failures.len(), 2, "{recorded:?}");
     let variant = policy_crate.trim_end_matches("-policy");
     assert!(failures.iter().all(|r| r["approved"] == false && r["variant"] == variant), "{failures:?}");
+    for failure in &failures {
+        let error = failure["error"].as_str().unwrap_or_default();
+        match said {
+            // The panic message and where it was raised, as the author's code says it.
+            Some(said) => assert!(error.contains(said) && error.contains("src/lib.rs"), "{failure}"),
+            None => assert!(!error.contains("the policy wrote"), "{failure}"),
+        }
+    }
     // Without a face the policy behaves, so the service still answers normally.
     assert_eq!(
         call(&app, "/api/enroll?username=x", "cin_file", "id_card_back_no_face.jpg").await,
@@ -58,17 +68,17 @@ async fn contained(policy_crate: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn infinite_loop_is_stopped_by_the_fuel_budget() {
-    contained("spin-policy").await;
+    contained("spin-policy", None).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn trap_fails_closed() {
-    contained("trap-policy").await;
+    contained("trap-policy", Some("hostile policy: deliberate trap")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_bomb_is_stopped_by_the_memory_limit() {
-    contained("memory-bomb-policy").await;
+    contained("memory-bomb-policy", None).await;
 }
 
 /// The same components, told to misbehave on selfies too, never take traffic: the
@@ -92,7 +102,14 @@ fn policies_that_misbehave_on_real_evidence_are_refused_at_load() {
         let PolicyError::SelfCheck { source: Some(call), .. } = &err else {
             panic!("{policy_crate}: a self-check failure with its call expected: {chain}")
         };
-        assert!(matches!(**call, PolicyError::Call(_)), "{policy_crate}: {chain}");
+        match policy_crate {
+            // Issue 21: the panic message reaches the author at load too.
+            "trap-policy" => assert!(
+                matches!(&**call, PolicyError::Failed { output, .. } if output.contains("hostile policy: deliberate trap")),
+                "{policy_crate}: {chain}"
+            ),
+            _ => assert!(matches!(**call, PolicyError::Call(_)), "{policy_crate}: {chain}"),
+        }
         assert_eq!(err.trap(), trap, "{policy_crate}: {chain}");
         if trap.is_none() {
             // Not a trap code: the store's memory limiter refused the growth.

@@ -43,8 +43,13 @@ impl CompiledPolicy {
         f: impl FnOnce(&Policy, &mut Store<PolicyState>) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         let mut store = self.runtime.new_store()?;
-        let instance = self.pre.instantiate(&mut store).map_err(PolicyError::Call)?;
-        f(&instance, &mut store).map_err(PolicyError::Call)
+        let result = self.pre.instantiate(&mut store).and_then(|instance| f(&instance, &mut store));
+        // What the policy wrote before it failed (a Rust policy's panic message)
+        // reaches its author in the error: the admin answer, the audit row, the log.
+        result.map_err(|source| match store.data().output.text() {
+            Some(output) => PolicyError::Failed { output, source },
+            None => PolicyError::Call(source),
+        })
     }
 
     /// This component with `overrides` applied to its declared parameters, checked

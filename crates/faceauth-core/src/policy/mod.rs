@@ -68,6 +68,14 @@ pub enum PolicyError {
     },
     #[error("policy call failed")]
     Call(#[source] wasmtime::Error),
+    /// The call failed after the policy wrote to its stdout or stderr: what it wrote
+    /// (a Rust policy's `panicked at src/lib.rs:6:5: ...`), cut at 2 KiB.
+    #[error("policy call failed; the policy wrote: {output}")]
+    Failed {
+        output: String,
+        #[source]
+        source: wasmtime::Error,
+    },
     #[error("the policy call's thread failed")]
     Thread(#[source] tokio::task::JoinError),
     #[error("policy returned an invalid decision: {0}")]
@@ -81,7 +89,9 @@ impl PolicyError {
     /// memory access...), if a trap did.
     pub fn trap(&self) -> Option<wasmtime::Trap> {
         match self {
-            PolicyError::Call(e) | PolicyError::Load { source: e, .. } => e.downcast_ref::<wasmtime::Trap>().copied(),
+            PolicyError::Call(e) | PolicyError::Failed { source: e, .. } | PolicyError::Load { source: e, .. } => {
+                e.downcast_ref::<wasmtime::Trap>().copied()
+            }
             PolicyError::SelfCheck { source: Some(inner), .. } => inner.trap(),
             _ => None,
         }

@@ -37,6 +37,89 @@ pub(super) struct PolicyState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    /// What the guest wrote to stdout and stderr (a Rust policy's panic message).
+    pub(super) output: GuestOutput,
+}
+
+/// The guest's stdout and stderr: the first `GUEST_OUTPUT_KEPT` bytes kept, so that
+/// a failed call can name what the policy said (`panicked at src/lib.rs:6:5: ...`),
+/// the rest dropped. Writes never fail, as on the sink an empty context gives: a
+/// policy that prints much must not fail for it (a full `MemoryOutputPipe` traps).
+#[derive(Clone, Default)]
+pub(super) struct GuestOutput(Arc<std::sync::Mutex<Vec<u8>>>);
+
+/// A panic message with its location fits; a policy's debugging output is cut.
+const GUEST_OUTPUT_KEPT: usize = 2048;
+
+impl GuestOutput {
+    fn keep(&self, bytes: &[u8]) {
+        let mut kept = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let room = GUEST_OUTPUT_KEPT.saturating_sub(kept.len());
+        kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// What was kept, as text with its surrounding blank lines trimmed; `None` if nothing.
+    pub(super) fn text(&self) -> Option<String> {
+        let kept = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let text = String::from_utf8_lossy(&kept).trim().to_string();
+        (!text.is_empty()).then_some(text)
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl wasmtime_wasi::p2::OutputStream for GuestOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        self.keep(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.keep(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 impl WasiView for PolicyState {
@@ -124,7 +207,10 @@ impl PolicyRuntime {
     }
 
     pub(super) fn new_store(&self) -> Result<Store<PolicyState>, PolicyError> {
+        let output = GuestOutput::default();
         let wasi = WasiCtx::builder()
+            .stdout(output.clone())
+            .stderr(output.clone())
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
             .secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a]))
@@ -138,7 +224,7 @@ impl PolicyRuntime {
             .memories(16)
             .trap_on_grow_failure(true)
             .build();
-        let mut store = Store::new(&self.engine, PolicyState { wasi, table: ResourceTable::new(), limits });
+        let mut store = Store::new(&self.engine, PolicyState { wasi, table: ResourceTable::new(), limits, output });
         store.limiter(|s| &mut s.limits);
         store.set_fuel(self.limits.fuel).map_err(PolicyError::Call)?;
         Ok(store)
