@@ -41,6 +41,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Backtest a policy on the recorded decisions: how its answers would differ (JSON report).
     Replay(ReplayArgs),
+    /// Policy authoring: `faceauth policy test` runs a component over evidence
+    /// fixtures with expected outcomes.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Re-seal every stored face template with the current template key (after a
     /// key rotation, or to seal templates stored in clear).
     Rekey(DatabaseConfig),
@@ -60,6 +64,27 @@ pub struct ServeConfig {
     pub database: DatabaseConfig,
     #[command(flatten)]
     pub engine: EngineConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run a policy component over evidence fixtures (JSON files or directories of
+    /// them) and check each outcome against the fixture's `expect`; exit status 1 if
+    /// any differs. See `crates/faceauth-core/src/usecase/fixtures.rs` for the format.
+    Test(PolicyTestArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PolicyTestArgs {
+    /// The policy component (.wasm).
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// A parameter override, NAME=VALUE (repeatable), applied before each fixture's own.
+    #[arg(long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, f64)>,
+    /// Fixture files (.json) or directories holding them.
+    #[arg(required = true)]
+    pub fixtures: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -33,6 +33,13 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(if approved { 0 } else { 3 });
         }
         Command::Replay(args) => runtime.block_on(commands::replay(args)),
+        Command::Policy(command) => {
+            // Exit status 1 when a fixture's outcome differs, as test runners do.
+            if !commands::policy(command)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Eval(args) => runtime.block_on(commands::eval(args)),
         Command::Rekey(database) => runtime.block_on(commands::rekey(database)),
     }

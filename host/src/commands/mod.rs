@@ -3,6 +3,7 @@
 
 mod eval;
 mod inspect;
+mod policy;
 mod rekey;
 mod replay;
 mod serve;
@@ -10,6 +11,7 @@ mod verify;
 
 pub use eval::eval;
 pub use inspect::inspect;
+pub use policy::policy;
 pub use rekey::rekey;
 pub use replay::replay;
 pub use serve::serve;

@@ -8,6 +8,7 @@ mod engine;
 mod error;
 mod evidence;
 pub mod experiment;
+pub mod fixtures;
 pub mod gallery;
 pub mod replay;
 pub mod search;
