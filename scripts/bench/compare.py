@@ -636,7 +636,10 @@ def main():
                                    "--max-queued", str(args.max_queued),
                                    # wrk's connections all come from 127.0.0.1: one client, whose
                                    # videos would otherwise be decoded 2 at a time (429 for the others)
-                                   "--video-decodes-per-client", "0"] + policy,
+                                   "--video-decodes-per-client", "0",
+                                   # the cases enroll one person's photo under several names
+                                   # (video and video1080): not a duplicate to refuse here
+                                   "--duplicate-search", "false"] + policy,
                       fa_port, os.path.join(out, "faceauth.log"))
     python = Server("python", [gunicorn, "-w", str(args.workers), "-b", "127.0.0.1:%d" % py_port,
                                "--no-control-socket", "--chdir", os.path.join(BENCH, "python_baseline"), "app:app"],

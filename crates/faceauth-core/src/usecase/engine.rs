@@ -34,7 +34,7 @@ impl FaceEngine {
         let env = crate::vision::onnx_environment(&lib)
             .map_err(|e| InitError::OnnxRuntime { path: lib.clone(), message: e.to_string() })?;
         let models = ModelFiles::verify(&config.models_dir())?;
-        let workers = config.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let workers = config.worker_count();
         let runtime = PolicyRuntime::new(PolicyLimits {
             fuel: config.policy_fuel,
             memory_bytes: config.policy_memory_mib * 1024 * 1024,
@@ -94,18 +94,38 @@ impl FaceEngine {
         let admitted = self.vision.admit()?;
         // Blinks and movement need denser frames than matching does.
         let max_frames = if with_liveness { self.video_limits.liveness_frames } else { self.video_limits.max_frames };
-        let sampled =
-            telemetry::timed_async(Stage::DecodeVideo, video::sample_frames(bytes, &self.video_limits, max_frames))
-                .await?;
-        let image = sampled
-            .first()
-            .map(|f| ImageSize { width: f.pixels.width(), height: f.pixels.height() })
-            .unwrap_or(ImageSize { width: 0, height: 0 });
-        let mut frames = Vec::with_capacity(sampled.len());
-        for frame in sampled {
-            let faces = self.vision.analyze(&admitted, Arc::new(frame.pixels), with_liveness).await?;
-            frames.push((frame.timestamp_ms, faces));
-        }
+        // Each frame is analysed as soon as it is decoded: the decoder works on the
+        // next meanwhile, and the clip's frames are not all held at once.
+        let (sender, mut decoded) = tokio::sync::mpsc::unbounded_channel();
+        let decode = telemetry::timed_async(
+            Stage::DecodeVideo,
+            video::sample_frames(bytes, &self.video_limits, max_frames, sender),
+        );
+        let analyse = async {
+            let mut analysed = Vec::new();
+            let mut image = None;
+            while let Some(frame) = decoded.recv().await {
+                image.get_or_insert(ImageSize { width: frame.pixels.width(), height: frame.pixels.height() });
+                let sharpness = video::sharpness(&frame.pixels);
+                let faces = self.vision.analyze(&admitted, Arc::new(frame.pixels), with_liveness).await?;
+                analysed.push((frame.timestamp_ms, sharpness, faces));
+            }
+            Ok::<_, UseCaseError>((image, analysed))
+        };
+        // A failed analysis drops the receiver, which stops the decoder.
+        let (decoded, analysed) = tokio::join!(decode, analyse);
+        let (image, analysed) = analysed?;
+        decoded?;
+        let image = image.unwrap_or(ImageSize { width: 0, height: 0 });
+        // Motion-blurred frames (a shake of the phone) are dropped once the clip's
+        // sharpness is known.
+        let blurred = video::blurred(&analysed.iter().map(|(_, sharpness, _)| *sharpness).collect::<Vec<_>>());
+        let frames = analysed
+            .into_iter()
+            .zip(blurred)
+            .filter(|(_, blurred)| !blurred)
+            .map(|((timestamp_ms, _, faces), _)| (timestamp_ms, faces))
+            .collect();
         Ok(AnalyzedMedia { kind: MediaKind::Video, image, frames })
     }
 

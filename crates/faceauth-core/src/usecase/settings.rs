@@ -77,6 +77,12 @@ pub struct EngineConfig {
     #[arg(long, env = "FACEAUTH_VIDEO_DECODES_PER_CLIENT", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub video_decodes_per_client: u32,
+    /// Videos decoded at once over the whole server (default: one per face-analysis
+    /// worker); more wait for a decoder, holding only their upload. Each decoder of a
+    /// 1440x1080 clip takes about 85 MB besides its frames, and a full queue of
+    /// clips decoding at once took the server past 600 MB.
+    #[arg(long, env = "FACEAUTH_VIDEO_DECODERS", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub video_decoders: Option<u32>,
     /// FFmpeg executable (Debian package `ffmpeg`; `scripts/setup.sh` installs it).
     #[arg(long, env = "FACEAUTH_FFMPEG", default_value = "ffmpeg")]
     pub ffmpeg: PathBuf,
@@ -120,10 +126,18 @@ impl EngineConfig {
             decoder_timeout: std::time::Duration::from_secs(self.video_decoder_timeout),
             max_pixel_frames: self.video_max_pixel_frames,
             decodes_per_client: self.video_decodes_per_client,
+            decoders: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                self.video_decoders.map_or_else(|| self.worker_count(), |n| n as usize),
+            )),
             ffmpeg: self.ffmpeg.clone(),
             ffprobe: self.ffprobe.clone(),
             ..Default::default()
         }
+    }
+
+    /// Face-analysis workers: the flag, else one per core.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
 
     pub fn models_dir(&self) -> PathBuf {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use image::{ImageFormat, RgbImage};
 
-pub use sample::sample_frames;
+pub use sample::{blurred, sample_frames, sharpness};
 pub use slots::{ClientDecodes, decode_for};
 pub use sweep::{STALE_UPLOAD_AGE, sweep_stale_uploads};
 
@@ -44,6 +44,8 @@ pub struct VideoLimits {
     pub decodes_per_client: u32,
     /// The decodes running per client (shared by the clones of these limits).
     pub running: ClientDecodes,
+    /// Decoder processes running at once over the whole server; a clip waits for one.
+    pub decoders: std::sync::Arc<tokio::sync::Semaphore>,
     /// Wall-clock limit of each decoder process.
     pub decoder_timeout: Duration,
     /// Address-space limit of each decoder process.
@@ -66,6 +68,9 @@ impl Default for VideoLimits {
             max_pixel_frames: DEFAULT_MAX_PIXEL_FRAMES,
             decodes_per_client: 2,
             running: ClientDecodes::default(),
+            decoders: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             decoder_timeout: Duration::from_secs(20),
             decoder_memory_bytes: 2 << 30,
             temp_dir: std::env::temp_dir(),

@@ -86,22 +86,27 @@ pub(super) async fn run_limited(
     }
 }
 
-/// Like `run_limited`, for FFmpeg's PPM frames: each frame is read into its own
-/// buffer as it comes (one copy of the frames in memory, not the stream and then
-/// the frames).
+/// Like `run_limited`, for FFmpeg's PPM frames: each frame is handed to `on_frame`
+/// as it comes, so that it can be analysed while the next is decoded (one frame in
+/// memory at a time, not the clip's); `on_frame` returns `false` to stop (the
+/// decoder is then killed).
 pub(super) async fn run_frames(
     program: &Path,
     args: &[String],
     limits: &VideoLimits,
     cap: usize,
     max_side: u32,
-) -> Result<Vec<RgbImage>, MediaError> {
+    on_frame: impl FnMut(RgbImage) -> bool,
+) -> Result<(), MediaError> {
     let (mut child, mut stdout, mut stderr) = spawn_limited(program, args, limits)?;
     let work = async {
-        let (frames, err) = tokio::join!(read_ppm_frames(&mut stdout, cap, max_side), read_messages(&mut stderr));
-        let frames = frames?;
-        finished(&mut child, &err).await?;
-        Ok(frames)
+        let (read, err) =
+            tokio::join!(read_ppm_frames(&mut stdout, cap, max_side, on_frame), read_messages(&mut stderr));
+        match read? {
+            // The caller stopped: the child is killed when dropped.
+            ReadEnd::Stopped => Ok(()),
+            ReadEnd::Finished => finished(&mut child, &err).await,
+        }
     };
     match tokio::time::timeout(limits.decoder_timeout, work).await {
         Ok(result) => result,
@@ -110,17 +115,26 @@ pub(super) async fn run_frames(
     }
 }
 
+/// How reading the frames ended.
+enum ReadEnd {
+    /// The output was read to its end.
+    Finished,
+    /// The caller wanted no more frames.
+    Stopped,
+}
+
 /// Reads FFmpeg's image2pipe PPM output (binary P6, maxval 255, one header per frame)
-/// to its end, at most `cap` bytes: the frames before anything else, a frame larger
-/// than `max_side`, or a truncated frame; the rest is read and dropped.
+/// to its end, at most `cap` bytes, handing each frame to `on_frame`: the frames
+/// before anything else, a frame larger than `max_side`, or a truncated frame; the
+/// rest is read and dropped.
 async fn read_ppm_frames<R: tokio::io::AsyncRead + Unpin>(
     reader: R,
     cap: usize,
     max_side: u32,
-) -> Result<Vec<RgbImage>, MediaError> {
+    mut on_frame: impl FnMut(RgbImage) -> bool,
+) -> Result<ReadEnd, MediaError> {
     let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, reader.take(cap as u64 + 1));
     let read_error = |e: std::io::Error| MediaError::InvalidVideo(e.to_string());
-    let mut frames = Vec::new();
     let mut header = Vec::with_capacity(32);
     'frames: loop {
         // The header, byte by byte from the buffer: "P6", three numbers, one whitespace.
@@ -150,7 +164,11 @@ async fn read_ppm_frames<R: tokio::io::AsyncRead + Unpin>(
             Err(e) => return Err(read_error(e)),
         }
         match RgbImage::from_raw(width, height, pixels) {
-            Some(frame) => frames.push(frame),
+            Some(frame) => {
+                if !on_frame(frame) {
+                    return Ok(ReadEnd::Stopped);
+                }
+            }
             None => break,
         }
     }
@@ -160,7 +178,7 @@ async fn read_ppm_frames<R: tokio::io::AsyncRead + Unpin>(
     if read.limit() == 0 {
         return Err(MediaError::VideoTooLarge("decoder output over its limit".into()));
     }
-    Ok(frames)
+    Ok(ReadEnd::Finished)
 }
 
 /// `P6 <width> <height> 255` and the single whitespace byte after it (FFmpeg writes
@@ -194,7 +212,12 @@ mod tests {
 
     fn read_frames(stream: Vec<u8>, cap: usize) -> Result<Vec<RgbImage>, MediaError> {
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        runtime.block_on(read_ppm_frames(&stream[..], cap, 1280))
+        let mut frames = Vec::new();
+        runtime.block_on(read_ppm_frames(&stream[..], cap, 1280, |f| {
+            frames.push(f);
+            true
+        }))?;
+        Ok(frames)
     }
 
     #[test]
@@ -218,6 +241,14 @@ mod tests {
         // More output than the cap is refused, even after a bad header.
         assert!(matches!(read_frames(stream.clone(), stream.len() - 1), Err(MediaError::VideoTooLarge(_))));
         assert_eq!(read_frames(stream.clone(), stream.len()).expect("read").len(), 2);
+        // The caller may stop after any frame.
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let mut seen = 0;
+        let end = runtime.block_on(read_ppm_frames(&stream[..], 1 << 20, 1280, |_| {
+            seen += 1;
+            false
+        }));
+        assert!(matches!(end, Ok(ReadEnd::Stopped)) && seen == 1);
         let mut junk = b"P5".to_vec();
         junk.extend(std::iter::repeat_n(0, 100));
         assert!(matches!(read_frames(junk, 50), Err(MediaError::VideoTooLarge(_))));

@@ -1,6 +1,7 @@
 //! A clip sampled into frames: the header checked, the upload written for the
-//! decoder, a bounded number of frames spread over the clip, black and motion-blurred
-//! ones dropped.
+//! decoder, a bounded number of frames spread over the clip handed on as they are
+//! decoded, black ones dropped; which are motion-blurred is said from their
+//! sharpness once the clip's are known.
 
 use std::io::Write;
 
@@ -14,7 +15,12 @@ use super::sweep::UPLOAD_PREFIX;
 use super::{VIDEO_STREAM, VideoFrame, VideoLimits, demuxer_args, demuxer_of};
 
 /// Samples up to `max_frames` frames (at most 64) spread over the clip (upright:
-/// FFmpeg applies the rotation metadata of phone videos), dropping black frames.
+/// FFmpeg applies the rotation metadata of phone videos), dropping black frames, and
+/// sends each on `frames` as soon as it is decoded: the caller analyses one while
+/// the next is decoded, and the clip's frames are never all in memory at once (24
+/// frames of 1280x960 are 88 MB: with them held, one 1440x1080 clip under the
+/// liveness policy took the server to 356 MB). Sending stops, and the decoder is
+/// killed, once the receiver is dropped.
 ///
 /// One decoder process per clip (issue 18): the container's header (size, duration,
 /// frames, hence the decoding budget) is read here (`container`), before anything is
@@ -25,7 +31,8 @@ pub async fn sample_frames(
     bytes: Vec<u8>,
     limits: &VideoLimits,
     max_frames: u32,
-) -> Result<Vec<VideoFrame>, MediaError> {
+    frames: tokio::sync::mpsc::UnboundedSender<VideoFrame>,
+) -> Result<(), MediaError> {
     let max_frames = max_frames.clamp(1, 64);
     // Held until the frames are out: a client sending many slow clips at once gets
     // `ClientBusy` for the extra ones instead of holding every place in the queue.
@@ -123,45 +130,59 @@ pub async fn sample_frames(
     ]);
     // Enough for max_frames frames of FRAME_MAX_SIDE squared.
     let cap = max_frames as usize * (FRAME_MAX_SIDE as usize).pow(2) * 3 + 1024 * max_frames as usize;
-    let decoded = run_frames(&limits.ffmpeg, &args, limits, cap, FRAME_MAX_SIDE).await?;
-    drop(upload);
-    let mut frames = Vec::new();
-    for (k, pixels) in decoded.into_iter().enumerate() {
+    // A decoder of the server's few: a burst of clips waits here holding its upload,
+    // not a decoder process and its frames each (the semaphore is never closed).
+    let decoder =
+        limits.decoders.clone().acquire_owned().await.map_err(|e| MediaError::DecoderUnavailable(e.to_string()))?;
+    let (mut index, mut sent) = (0u32, 0u32);
+    let on_frame = |pixels: RgbImage| {
+        let timestamp_ms = ((index as f64 / fps) * 1000.0) as u32;
+        index += 1;
         if is_black(&pixels) {
-            continue;
+            return true;
         }
-        frames.push(VideoFrame { timestamp_ms: ((k as f64 / fps) * 1000.0) as u32, pixels });
-    }
-    if frames.is_empty() {
+        sent += 1;
+        frames.send(VideoFrame { timestamp_ms, pixels }).is_ok()
+    };
+    run_frames(&limits.ffmpeg, &args, limits, cap, FRAME_MAX_SIDE, on_frame).await?;
+    drop(decoder);
+    drop(upload);
+    if sent == 0 {
         return Err(MediaError::InvalidVideo("no frame could be decoded".into()));
     }
-    Ok(drop_blurred(frames))
+    Ok(())
 }
 
 /// A frame this much blurrier than the clip's median (a shake of the phone) is dropped.
 const BLURRED_BELOW_MEDIAN: f32 = 0.25;
 
-/// Drops motion-blurred frames: whole-frame sharpness (variance of the Laplacian
-/// of a 160 px wide copy) under a quarter of the clip's median. Relative to the
-/// clip, so a dim or soft camera loses nothing; at most half the frames go, so a
-/// blurred clip is still judged (and refused as blurry) rather than emptied.
-fn drop_blurred(frames: Vec<VideoFrame>) -> Vec<VideoFrame> {
-    let sharpness: Vec<f32> = frames
-        .iter()
-        .map(|f| {
-            let w = f.pixels.width().clamp(1, 160);
-            let h = ((f.pixels.height() as u64 * w as u64) / f.pixels.width().max(1) as u64).max(1) as u32;
-            pixels::laplacian_variance(&pixels::resize_bilinear(&f.pixels, w, h))
-        })
-        .collect();
-    let mut sorted = sharpness.clone();
+/// Whole-frame sharpness: the variance of the Laplacian of a 160 px wide copy.
+pub fn sharpness(frame: &RgbImage) -> f32 {
+    let w = frame.width().clamp(1, 160);
+    let h = ((frame.height() as u64 * w as u64) / frame.width().max(1) as u64).max(1) as u32;
+    pixels::laplacian_variance(&pixels::resize_bilinear(frame, w, h))
+}
+
+/// Which frames of a clip are motion-blurred (a shake of the phone), from each
+/// frame's `sharpness`: under a quarter of the clip's median. Relative to the clip,
+/// so a dim or soft camera loses nothing; at most half the frames, the blurriest, so
+/// a blurred clip is still judged (and refused as blurry) rather than emptied.
+pub fn blurred(sharpness: &[f32]) -> Vec<bool> {
+    let mut flags = vec![false; sharpness.len()];
+    if sharpness.is_empty() {
+        return flags;
+    }
+    let mut sorted = sharpness.to_vec();
     sorted.sort_by(f32::total_cmp);
     let cut = sorted[sorted.len() / 2] * BLURRED_BELOW_MEDIAN;
-    let mut blurred: Vec<usize> = (0..frames.len()).filter(|&i| sharpness[i] < cut).collect();
+    let mut below: Vec<usize> = (0..sharpness.len()).filter(|&i| sharpness[i] < cut).collect();
     // The blurriest first, and never more than half of the clip.
-    blurred.sort_by(|&a, &b| sharpness[a].total_cmp(&sharpness[b]));
-    blurred.truncate(frames.len() / 2);
-    frames.into_iter().enumerate().filter(|(i, _)| !blurred.contains(i)).map(|(_, f)| f).collect()
+    below.sort_by(|&a, &b| sharpness[a].total_cmp(&sharpness[b]));
+    below.truncate(sharpness.len() / 2);
+    for i in below {
+        flags[i] = true;
+    }
+    flags
 }
 
 /// Frames are scaled by FFmpeg to fit this square: a selfie video's face still spans
@@ -179,23 +200,69 @@ fn is_black(image: &RgbImage) -> bool {
 mod tests {
     use super::*;
 
+    /// A burst of clips runs at most `decoders` decoder processes at once (the real
+    /// FFmpeg, started through a script that counts the processes running).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_of_clips_waits_for_the_servers_decoders() {
+        if std::process::Command::new("ffmpeg").arg("-version").output().is_err() {
+            eprintln!("skipped: no ffmpeg (scripts/setup.sh installs it)");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (running, most) = (dir.path().join("running"), dir.path().join("most"));
+        let script = dir.path().join("ffmpeg");
+        // Under a lock: count up, remember the highest count, run FFmpeg, count down.
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexec 9>{lock}\nflock 9; n=$(( $(cat {running} 2>/dev/null || echo 0) + 1 )); echo $n > {running}\n\
+                 [ $n -gt $(cat {most} 2>/dev/null || echo 0) ] && echo $n > {most}; flock -u 9\n\
+                 ffmpeg \"$@\"; status=$?\nflock 9; echo $(( $(cat {running}) - 1 )) > {running}; flock -u 9\nexit $status\n",
+                lock = dir.path().join("lock").display(),
+                running = running.display(),
+                most = most.display(),
+            ),
+        )
+        .expect("script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let clip = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/video_person_a.mp4"))
+            .expect("fixture");
+        for decoders in [1, 2] {
+            let _ = std::fs::remove_file(&most);
+            let limits = VideoLimits {
+                ffmpeg: script.clone(),
+                decoders: std::sync::Arc::new(tokio::sync::Semaphore::new(decoders)),
+                temp_dir: dir.path().to_path_buf(),
+                ..VideoLimits::default()
+            };
+            let one = || async {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                sample_frames(clip.clone(), &limits, 8, tx).await.expect("decoded");
+                let mut n = 0;
+                while rx.recv().await.is_some() {
+                    n += 1;
+                }
+                n
+            };
+            let (a, b, c, d) = tokio::join!(one(), one(), one(), one());
+            assert!([a, b, c, d].iter().all(|&n| n > 0), "{:?}", [a, b, c, d]);
+            let most: usize = std::fs::read_to_string(&most).expect("counted").trim().parse().expect("a count");
+            assert!(most >= 1 && most <= decoders, "{most} decoders ran at once, of {decoders} allowed");
+        }
+    }
+
     #[test]
     fn motion_blurred_frames_are_dropped_but_never_most_of_the_clip() {
         // A sharp checkerboard, and the same smeared flat.
-        let sharp =
-            || {
-                RgbImage::from_fn(64, 48, |x, y| {
-                    if (x / 4 + y / 4) % 2 == 0 { image::Rgb([250; 3]) } else { image::Rgb([5; 3]) }
-                })
-            };
-        let smeared = || RgbImage::from_pixel(64, 48, image::Rgb([128; 3]));
-        let frame = |t: u32, pixels: RgbImage| VideoFrame { timestamp_ms: t, pixels };
-        let kept = drop_blurred(vec![frame(0, sharp()), frame(1, smeared()), frame(2, sharp()), frame(3, sharp())]);
-        assert_eq!(kept.iter().map(|f| f.timestamp_ms).collect::<Vec<_>>(), [0, 2, 3]);
+        let sharp = sharpness(&RgbImage::from_fn(64, 48, |x, y| {
+            if (x / 4 + y / 4) % 2 == 0 { image::Rgb([250; 3]) } else { image::Rgb([5; 3]) }
+        }));
+        let smeared = sharpness(&RgbImage::from_pixel(64, 48, image::Rgb([128; 3])));
+        assert!(sharp > 100.0 * smeared.max(1e-3), "{sharp} vs {smeared}");
+        assert_eq!(blurred(&[sharp, smeared, sharp, sharp]), [false, true, false, false]);
         // A mostly blurred clip keeps its frames, to be judged (and refused as blurry).
-        let kept = drop_blurred(vec![frame(0, sharp()), frame(1, smeared()), frame(2, smeared()), frame(3, smeared())]);
-        assert_eq!(kept.len(), 4, "the median frame is blurred: nothing is far below it");
-        let kept = drop_blurred(vec![frame(0, sharp()), frame(1, sharp()), frame(2, smeared()), frame(3, smeared())]);
-        assert_eq!(kept.len(), 2);
+        assert_eq!(blurred(&[sharp, smeared, smeared, smeared]), [false; 4], "the median frame is blurred");
+        assert_eq!(blurred(&[sharp, sharp, smeared, smeared]), [false, false, true, true]);
+        assert!(blurred(&[]).is_empty());
     }
 }
