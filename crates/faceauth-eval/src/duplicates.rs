@@ -10,13 +10,17 @@
 //! least `t` (FPIR). FPIR grows with the gallery: from the per-pair FMR of every
 //! cross-identity pair, FPIR(N) ~ 1 - (1 - FMR)^N, which is what the table beside
 //! the measured one gives for 1 k to 1 M templates; an FMR under 3 / pairs is not
-//! measurable with this set and is said so.
+//! measurable with this set and is said so. Every rate has its 95 % interval
+//! (`crate::intervals`): FNIR and FPIR with the identities resampled, the FMR with
+//! both identities of each pair resampled, the FPIR at N from the FMR's bounds.
 
 use std::collections::BTreeMap;
 
 use faceauth_core::vision::FaceEmbedding;
 use faceauth_gallery::Gallery;
 use serde::Serialize;
+
+use crate::intervals::{self, RateInterval};
 
 /// Gallery sizes the FPIR is extrapolated to.
 pub const GALLERY_SIZES: [u64; 4] = [1_000, 10_000, 100_000, 1_000_000];
@@ -27,15 +31,26 @@ pub struct DuplicateRow {
     /// Mated searches whose mate scored under the threshold.
     pub missed: usize,
     pub fnir: f64,
+    pub fnir_interval: RateInterval,
     /// Non-mated searches with another identity at or over the threshold.
     pub false_alarms: usize,
     pub fpir: f64,
+    pub fpir_interval: RateInterval,
     /// Cross-identity pairs at or over the threshold, of `impostor_pairs`.
     pub impostor_pairs_over: u64,
     pub fmr: f64,
+    pub fmr_interval: RateInterval,
     /// FPIR from the FMR at each of `GALLERY_SIZES`; `None` when the FMR is 0 (not
     /// measurable with this set: under 3 / `impostor_pairs` at 95 %).
     pub fpir_at: Vec<Option<f64>>,
+    /// Its bounds at each size, from the FMR's (the upper one from the rule of three
+    /// when no pair is over the threshold).
+    pub fpir_at_interval: Vec<(f64, f64)>,
+}
+
+/// FPIR in a gallery of `n` from a per-pair FMR.
+fn fpir_of(fmr: f64, n: u64) -> f64 {
+    1.0 - (1.0 - fmr).powf(n as f64)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,35 +84,42 @@ pub fn duplicate_report(
         gallery.insert(who, embeddings[0].values())?;
     }
     // Mated: the mate's own score (the index's quantised similarity, as the server sees it).
-    let mut mated = Vec::new();
+    let mut mated: Vec<(&str, f32)> = Vec::new();
     for (who, embeddings) in &by_identity {
         for probe in &embeddings[1..] {
-            mated.push(gallery.similarity(who, probe.values())?.unwrap_or(-1.0));
+            mated.push((who, gallery.similarity(who, probe.values())?.unwrap_or(-1.0)));
         }
     }
     // Non-mated: the best other identity.
-    let mut non_mated = Vec::new();
+    let mut non_mated: Vec<(&str, f32)> = Vec::new();
     for (who, embeddings) in &by_identity {
         let best = gallery.search(embeddings[0].values(), 1, Some(who))?;
-        non_mated.push(best.first().map_or(-1.0, |m| m.similarity));
+        non_mated.push((who, best.first().map_or(-1.0, |m| m.similarity)));
     }
     let sweep = crate::impostor_sweep_at(faces, thresholds);
     let rows = thresholds
         .iter()
-        .zip(&sweep.accepted)
-        .map(|(&t, &(_, over))| {
-            let missed = mated.iter().filter(|&&s| f64::from(s) < t).count();
-            let false_alarms = non_mated.iter().filter(|&&s| f64::from(s) >= t).count();
+        .zip(sweep.accepted.iter().zip(&sweep.intervals))
+        .map(|(&t, (&(_, over), &fmr_interval))| {
+            let missed = mated.iter().filter(|(_, s)| f64::from(*s) < t).count();
+            let false_alarms = non_mated.iter().filter(|(_, s)| f64::from(*s) >= t).count();
             let fmr = over as f64 / sweep.pairs.max(1) as f64;
             DuplicateRow {
                 threshold: t,
                 missed,
                 fnir: missed as f64 / mated.len().max(1) as f64,
+                fnir_interval: intervals::of_subjects(mated.iter().map(|&(who, s)| (who, f64::from(s) < t))),
                 false_alarms,
                 fpir: false_alarms as f64 / non_mated.len().max(1) as f64,
+                fpir_interval: intervals::of_subjects(non_mated.iter().map(|&(who, s)| (who, f64::from(s) >= t))),
                 impostor_pairs_over: over,
                 fmr,
-                fpir_at: GALLERY_SIZES.iter().map(|&n| (over > 0).then(|| 1.0 - (1.0 - fmr).powf(n as f64))).collect(),
+                fmr_interval,
+                fpir_at: GALLERY_SIZES.iter().map(|&n| (over > 0).then(|| fpir_of(fmr, n))).collect(),
+                fpir_at_interval: GALLERY_SIZES
+                    .iter()
+                    .map(|&n| (fpir_of(fmr_interval.low, n), fpir_of(fmr_interval.high, n)))
+                    .collect(),
             }
         })
         .collect();
@@ -120,37 +142,40 @@ impl DuplicateReport {
             self.identities, self.gallery, self.mated_searches, self.non_mated_searches, self.impostor_pairs
         );
         let sizes: Vec<String> = self.gallery_sizes.iter().map(|n| format!("FPIR@N={n}")).collect();
+        out.push_str(intervals::LEGEND);
+        out.push('\n');
         out.push_str(&format!(
-            "threshold  FNIR (missed)        FPIR measured        FMR (pairs)            {}\n",
-            sizes.join("  ")
+            "threshold | FNIR (missed) | FPIR measured | FMR (pairs over) | {}\n",
+            sizes.join(" | ")
         ));
         let floor = 3.0 / self.impostor_pairs.max(1) as f64;
         for r in &self.rows {
             let at: Vec<String> = r
                 .fpir_at
                 .iter()
-                .map(|p| match p {
-                    Some(p) => format!("{:>11.4}%", p * 100.0),
-                    None => format!("{:>12}", "n/m"),
+                .zip(&r.fpir_at_interval)
+                .map(|(p, (low, high))| match p {
+                    Some(p) => format!("{:.4} % [{:.4}, {:.4}]", p * 100.0, low * 100.0, high * 100.0),
+                    None => format!("n/m (<= {:.4} %)", high * 100.0),
                 })
                 .collect();
+            let fmr = &r.fmr_interval;
             out.push_str(&format!(
-                "{:>9.3}  {:>6.2}% ({:>4}/{:<4})  {:>6.2}% ({:>4}/{:<4})  {:>9.2e} ({:>7})  {}\n",
+                "{:.3} | {} | {} | {:.2e} [{:.2e}, {:.2e}] ({}/{}) | {}\n",
                 r.threshold,
-                r.fnir * 100.0,
-                r.missed,
-                self.mated_searches,
-                r.fpir * 100.0,
-                r.false_alarms,
-                self.non_mated_searches,
+                intervals::count_text(r.missed as u64, self.mated_searches as u64, &r.fnir_interval),
+                intervals::count_text(r.false_alarms as u64, self.non_mated_searches as u64, &r.fpir_interval),
                 r.fmr,
+                fmr.low,
+                fmr.high,
                 r.impostor_pairs_over,
-                at.join("  ")
+                self.impostor_pairs,
+                at.join(" | ")
             ));
         }
         out.push_str(&format!(
             "n/m: no cross-identity pair at or over the threshold; the FMR is under {floor:.1e} (3 / pairs, 95 %), \
-             not measurable with this set\n"
+             not measurable with this set (the bound given is the FPIR at that FMR)\n"
         ));
         out
     }
@@ -184,5 +209,15 @@ mod tests {
         assert_eq!(report.rows[1].missed, 10, "{report:?}");
         assert!(report.rows[0].false_alarms <= report.non_mated_searches);
         assert!(report.text().contains("FPIR@N=1000000"));
+        // Every rate inside its interval; FNIR of 0 by the rule of three.
+        for r in &report.rows {
+            assert!(r.fnir_interval.contains(r.fnir) && r.fpir_interval.contains(r.fpir), "{r:?}");
+            assert!(r.fmr_interval.contains(r.fmr), "{r:?}");
+            for (p, (low, high)) in r.fpir_at.iter().zip(&r.fpir_at_interval) {
+                assert!(p.is_none_or(|p| *low <= p && p <= *high), "{r:?}");
+            }
+        }
+        assert_eq!(report.rows[0].fnir_interval.method, crate::intervals::Method::RuleOfThree);
+        assert!(report.text().contains("0/10 = 0.0 % [0.0, 30.0]"), "{}", report.text());
     }
 }

@@ -15,6 +15,7 @@
 mod args;
 pub mod card;
 pub mod duplicates;
+pub mod intervals;
 mod lists;
 pub mod liveness;
 pub mod metrics;

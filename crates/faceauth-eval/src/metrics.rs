@@ -1,12 +1,17 @@
 //! Verification metrics over scored genuine and impostor attempts: ROC AUC, EER,
-//! best accuracy, TAR at a FAR, and the ROC curve as an SVG.
+//! best accuracy, TAR at a FAR (with 95 % intervals, `crate::intervals`; a FAR under
+//! 3 / impostors is not measurable), and the ROC curve as an SVG with the operating
+//! threshold marked.
 //!
 //! A score of `f64::NEG_INFINITY` is an attempt refused before any similarity could
 //! count (no face, a quality gate): it is rejected at every threshold, so gate losses
 //! show in every figure instead of silently leaving the set.
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
+
+use crate::intervals::{self, RateInterval};
 
 /// One operating point.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -34,9 +39,40 @@ pub struct Verification {
     pub eer: f64,
     pub best_accuracy: f64,
     pub best_accuracy_threshold: f64,
+    /// Attempts right at the best accuracy's threshold (genuine accepted, impostors
+    /// refused), and its interval.
+    pub best_accuracy_correct: usize,
+    pub best_accuracy_interval: RateInterval,
     /// TAR at FAR <= 1e-2 and <= 1e-3.
     pub at_far_1e2: OperatingPoint,
     pub at_far_1e3: OperatingPoint,
+    /// The same two, with their intervals, or not measurable with this set.
+    pub far_targets: Vec<FarTarget>,
+}
+
+/// TAR at a FAR asked for.
+#[derive(Debug, Clone, Serialize)]
+pub struct FarTarget {
+    /// The FAR asked for.
+    pub far: f64,
+    /// The impostor attempts a FAR this low needs to be measured at all: one
+    /// impostor accepted of n is a FAR of 1/n, and no impostor accepted bounds it only
+    /// by 3/n (the rule of three), so it needs n >= 3 / FAR.
+    pub needs_impostors: u64,
+    /// Whether this set has that many (and genuine attempts).
+    pub measurable: bool,
+    pub point: OperatingPoint,
+    /// Intervals of the point's TAR and FAR (none when not measurable).
+    pub tar_interval: Option<RateInterval>,
+    pub far_interval: Option<RateInterval>,
+}
+
+/// The FARs asked for (`at_far_1e2`, `at_far_1e3`).
+pub const FAR_TARGETS: [f64; 2] = [1e-2, 1e-3];
+
+/// The least impostors that measure a FAR of `far` (3 / FAR, the rule of three).
+pub fn needs_impostors(far: f64) -> u64 {
+    (3.0 / far - 1e-9).ceil() as u64
 }
 
 /// Accepting at `threshold`.
@@ -104,8 +140,34 @@ pub fn roc_auc(genuine: &[f64], impostor: &[f64]) -> f64 {
     wins / (genuine.len() as f64 * impostor.len() as f64)
 }
 
-/// Every figure of one score set.
+/// Every figure of one score set, with intervals without subject structure (Wilson).
 pub fn verification(genuine: &[f64], impostor: &[f64]) -> Verification {
+    verification_by_subject(genuine, impostor, None)
+}
+
+/// Every figure of one score set; `subjects`: the subject of each genuine and each
+/// impostor attempt, for subject-level bootstrap intervals.
+pub fn verification_by_subject(
+    genuine: &[f64],
+    impostor: &[f64],
+    subjects: Option<(&[usize], &[usize])>,
+) -> Verification {
+    // (subject, hit) over both classes; without subjects each attempt is one subject
+    // of one class (no structure: Wilson).
+    let rate = |of_genuine: Option<&dyn Fn(f64) -> bool>, of_impostor: Option<&dyn Fn(f64) -> bool>| {
+        let mut items: Vec<(usize, bool)> = Vec::new();
+        for (scores, hit, class) in [(genuine, of_genuine, 0), (impostor, of_impostor, 1)] {
+            let Some(hit) = hit else { continue };
+            for (i, &s) in scores.iter().enumerate() {
+                let subject = match subjects {
+                    Some((g, imp)) => [g, imp][class].get(i).copied().unwrap_or(usize::MAX),
+                    None => 0,
+                };
+                items.push((subject, hit(s)));
+            }
+        }
+        intervals::of_subjects(items)
+    };
     let ts = thresholds(genuine, impostor);
     let points: Vec<OperatingPoint> = ts.iter().map(|&t| operating_point(genuine, impostor, t)).collect();
     let total = (genuine.len() + impostor.len()).max(1) as f64;
@@ -115,6 +177,27 @@ pub fn verification(genuine: &[f64], impostor: &[f64]) -> Verification {
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.threshold.total_cmp(&a.0.threshold)))
         .map(|(p, acc)| (p.threshold, acc))
         .unwrap_or((0.0, 0.0));
+    let best_threshold = best.0;
+    let best_accuracy_correct = genuine.iter().filter(|&&s| s >= best_threshold).count()
+        + impostor.iter().filter(|&&s| s < best_threshold).count();
+    let at_far_1e2 = at_far(genuine, impostor, FAR_TARGETS[0]);
+    let at_far_1e3 = at_far(genuine, impostor, FAR_TARGETS[1]);
+    let far_targets = [(FAR_TARGETS[0], at_far_1e2), (FAR_TARGETS[1], at_far_1e3)]
+        .into_iter()
+        .map(|(far, point)| {
+            let needs = needs_impostors(far);
+            let measurable = !genuine.is_empty() && impostor.len() as u64 >= needs;
+            let t = point.threshold;
+            FarTarget {
+                far,
+                needs_impostors: needs,
+                measurable,
+                point,
+                tar_interval: measurable.then(|| rate(Some(&|s| s >= t), None)),
+                far_interval: measurable.then(|| rate(None, Some(&|s| s >= t))),
+            }
+        })
+        .collect();
     Verification {
         genuine: genuine.len(),
         impostor: impostor.len(),
@@ -124,8 +207,11 @@ pub fn verification(genuine: &[f64], impostor: &[f64]) -> Verification {
         eer: eer(&points),
         best_accuracy: best.1,
         best_accuracy_threshold: best.0,
-        at_far_1e2: at_far(genuine, impostor, 1e-2),
-        at_far_1e3: at_far(genuine, impostor, 1e-3),
+        best_accuracy_correct,
+        best_accuracy_interval: rate(Some(&|s| s >= best_threshold), Some(&|s| s < best_threshold)),
+        at_far_1e2,
+        at_far_1e3,
+        far_targets,
     }
 }
 
@@ -152,8 +238,26 @@ fn eer(points: &[OperatingPoint]) -> f64 {
     0.5
 }
 
-/// Writes the ROC curve (TAR against FAR on a log axis) of each named score set.
-pub fn write_roc_svg(path: &std::path::Path, title: &str, curves: &[(&str, &[f64], &[f64])]) -> Result<(), String> {
+/// The operating threshold marked on a ROC curve: its point and label.
+fn marker_label(name: &str, threshold: f64, p: &OperatingPoint, genuine: usize, impostor: usize) -> String {
+    format!(
+        "{name}, match threshold {threshold}: FAR {:.2} % ({}/{impostor}), TAR {:.1} % ({}/{genuine})",
+        100.0 * p.far,
+        p.impostor_accepted,
+        100.0 * p.tar,
+        p.genuine_accepted
+    )
+}
+
+/// Writes the ROC curve (TAR against FAR on a log axis) of each named score set;
+/// `threshold`: the operating threshold (the policy's match threshold), marked on
+/// each curve as a point labelled with its (FAR, TAR).
+pub fn write_roc_svg(
+    path: &std::path::Path,
+    title: &str,
+    curves: &[(&str, &[f64], &[f64])],
+    threshold: Option<f64>,
+) -> Result<(), String> {
     let root = SVGBackend::new(path, (720, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let min_far = curves.iter().map(|(_, _, imp)| 1.0 / (imp.len().max(1) as f64)).fold(1e-3f64, f64::min);
@@ -183,6 +287,26 @@ pub fn write_roc_svg(path: &std::path::Path, title: &str, curves: &[(&str, &[f64
             .map_err(|e| e.to_string())?
             .label(name.to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    }
+    if let Some(t) = threshold {
+        for (i, (name, genuine, impostor)) in curves.iter().enumerate() {
+            let colour = Palette99::pick(i).to_rgba();
+            let p = operating_point(genuine, impostor, t);
+            let label = marker_label(name, t, &p, genuine.len(), impostor.len());
+            // A FAR of 0 sits on the axis's left edge, as the curve does; labels of
+            // points on the right half go to their left.
+            let x = p.far.max(min_far);
+            let right_half = (x / min_far).ln() > 0.5 * (1.0 / min_far).ln();
+            let (dx, h) = if right_half { (-8, HPos::Right) } else { (8, HPos::Left) };
+            let font = ("sans-serif", 13).into_font().color(&colour).pos(Pos::new(h, VPos::Top));
+            chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at((x, p.tar))
+                        + Circle::new((0, 0), 5, colour.filled())
+                        + Text::new(label, (dx, 14 + 16 * i as i32), font),
+                ))
+                .map_err(|e| e.to_string())?;
+        }
     }
     chart
         .configure_series_labels()
@@ -242,8 +366,68 @@ mod tests {
     fn roc_svg_is_written() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("roc.svg");
-        write_roc_svg(&path, "test", &[("a", &[0.9, 0.5], &[0.1, 0.6])]).expect("svg");
+        write_roc_svg(&path, "test", &[("a", &[0.9, 0.5], &[0.1, 0.6])], None).expect("svg");
         let svg = std::fs::read_to_string(&path).expect("read");
         assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{}", &svg[..200.min(svg.len())]);
+        assert!(!svg.contains("<circle"), "no marker without a threshold");
+    }
+
+    #[test]
+    fn roc_svg_marks_the_operating_threshold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("roc.svg");
+        // FAR 1/3 sits on the right half of the axis (1/3 .. 1).
+        let (g, i) = ([0.9, 0.5, 0.3, 0.8], [0.1, 0.6, 0.2]);
+        write_roc_svg(&path, "test", &[("recognizer", &g, &i)], Some(0.35)).expect("svg");
+        let svg = std::fs::read_to_string(&path).expect("read");
+        // At 0.35: 3 of 4 genuine, 1 of 3 impostors accepted.
+        assert!(svg.contains("recognizer, match threshold 0.35: FAR 33.33 % (1/3), TAR 75.0 % (3/4)"), "{svg}");
+        assert!(svg.contains("<circle"), "{svg}");
+        // On the right half of the log axis, the label ends at the point.
+        let label = svg.find("recognizer, match threshold").expect("label");
+        let element = &svg[svg[..label].rfind("<text").expect("text element")..label];
+        assert!(element.contains(r#"text-anchor="end""#), "{element}");
+    }
+
+    #[test]
+    fn a_far_under_three_per_impostors_is_not_measurable() {
+        assert_eq!((needs_impostors(1e-2), needs_impostors(1e-3)), (300, 3000));
+        let genuine: Vec<f64> = (0..50).map(|i| 0.5 + f64::from(i) / 100.0).collect();
+        let impostor: Vec<f64> = (0..400).map(|i| f64::from(i) / 1000.0).collect();
+        let v = verification(&genuine, &impostor);
+        let [at_1e2, at_1e3] = [&v.far_targets[0], &v.far_targets[1]];
+        // 400 impostors measure a FAR of 1 % (>= 300), not 0.1 % (>= 3000).
+        assert!(at_1e2.measurable && at_1e2.tar_interval.is_some() && at_1e2.far_interval.is_some());
+        assert!(!at_1e3.measurable && at_1e3.tar_interval.is_none() && at_1e3.needs_impostors == 3000);
+        let tar = at_1e2.tar_interval.expect("measured");
+        assert!(tar.contains(at_1e2.point.tar), "{tar:?} {:?}", at_1e2.point);
+        let far = at_1e2.far_interval.expect("measured");
+        assert!(far.contains(at_1e2.point.far) && far.high <= 0.05, "{far:?}");
+        // Best accuracy: every attempt right, so the rule of three.
+        assert_eq!(v.best_accuracy_correct, 450);
+        assert_eq!(v.best_accuracy_interval.method, intervals::Method::RuleOfThree);
+    }
+
+    #[test]
+    fn subjects_give_a_bootstrap_interval() {
+        // 20 people, 10 genuine attempts each; 3 people fail 4 times each.
+        let mut genuine = Vec::new();
+        let mut subjects = Vec::new();
+        for person in 0..20 {
+            for k in 0..10 {
+                genuine.push(if person < 3 && k < 4 { 0.2 } else { 0.8 });
+                subjects.push(person);
+            }
+        }
+        let impostor: Vec<f64> = (0..400).map(|i| f64::from(i) / 1000.0 * 0.9).collect();
+        let isubjects: Vec<usize> = (0..400).map(|i| i % 20).collect();
+        let v = verification_by_subject(&genuine, &impostor, Some((&subjects, &isubjects)));
+        let target = &v.far_targets[0];
+        let tar = target.tar_interval.expect("measured");
+        assert_eq!(tar.method, intervals::Method::SubjectBootstrap);
+        assert!(tar.contains(target.point.tar), "{tar:?} {:?}", target.point);
+        // Wider than Wilson's: the failures are on three people.
+        let w = intervals::binomial(target.point.genuine_accepted as u64, 200);
+        assert!(tar.low < w.low, "{tar:?} {w:?}");
     }
 }

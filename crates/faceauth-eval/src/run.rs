@@ -21,6 +21,9 @@ pub struct AttemptResult {
     pub enroll: String,
     pub authenticate: String,
     pub genuine: bool,
+    /// The enrolled (claimed) person: the enrollment file's folder (`--same-person`
+    /// applied), the subject its intervals resample (`crate::intervals`).
+    pub subject: String,
     /// The enrollment's reason (ENROLLED_AS_USER when approved).
     pub enroll_reason: String,
     /// The authentication's reason; none when the enrollment was refused.
@@ -90,15 +93,17 @@ pub async fn run(
     let media: Arc<MediaCache> = Arc::default();
     let progress = Arc::new(progress);
     let with_liveness = policy.info().requires_liveness;
+    let same_person = Arc::new(options.same_person.clone());
     let results = futures::stream::iter(attempts)
         .map(|attempt| {
-            let (engine, policy, enrollments, media, progress, cards_dir) = (
+            let (engine, policy, enrollments, media, progress, cards_dir, same_person) = (
                 engine.clone(),
                 policy.clone(),
                 enrollments.clone(),
                 media.clone(),
                 progress.clone(),
                 cards_dir.clone(),
+                same_person.clone(),
             );
             async move {
                 let cell = enrollments.lock().map(|mut m| m.entry(attempt.enroll.clone()).or_default().clone());
@@ -109,7 +114,8 @@ pub async fn run(
                         .clone(),
                     Err(_) => Enrollment { decision: Err("cache poisoned".into()), primary: None },
                 };
-                let result = authenticate(&engine, &policy, &media, &attempt, enrollment, with_liveness).await;
+                let subject = canonical(&same_person, &identity_of(&attempt.enroll));
+                let result = authenticate(&engine, &policy, &media, &attempt, subject, enrollment, with_liveness).await;
                 progress();
                 result
             }
@@ -196,6 +202,7 @@ async fn authenticate(
     policy: &Arc<LoadedPolicy>,
     media: &MediaCache,
     attempt: &Attempt,
+    subject: String,
     enrollment: Enrollment,
     with_liveness: bool,
 ) -> AttemptResult {
@@ -203,6 +210,7 @@ async fn authenticate(
         enroll: attempt.enroll.display().to_string(),
         authenticate: attempt.authenticate.display().to_string(),
         genuine: attempt.genuine,
+        subject,
         enroll_reason: String::new(),
         reason: None,
         approved: false,

@@ -1,12 +1,14 @@
 //! Backtesting: a candidate policy decides again on the evidence of recorded
 //! decisions, and the report says what would change. With ground-truth labels
 //! (genuine / impostor per request), each variant and the candidate get a
-//! confusion matrix.
+//! confusion matrix, whose rates (genuine approved, impostor approved) carry a
+//! 95 % interval in the JSON: Wilson's, or the rule of three with no error.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use super::experiment::{Interval, wilson};
 use crate::policy::{LoadedPolicy, Outcome};
 use crate::store::audit::{DecisionRecord, RecordedEvidence};
 
@@ -37,13 +39,62 @@ pub fn parse_labels(csv: &str) -> Result<HashMap<String, Truth>, String> {
     Ok(labels)
 }
 
-/// Approvals and rejections against the truth.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Approvals and rejections against the truth. Serialized with the four counts and,
+/// for each class, its approval rate and that rate's interval ([`rate_interval`]):
+/// `genuine_approved_rate`, `genuine_approved_interval`, `impostor_approved_rate`,
+/// `impostor_approved_interval` (`null` rate and `[0, 1]` with no attempt of the class).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Confusion {
     pub genuine_approved: u64,
     pub genuine_rejected: u64,
     pub impostor_approved: u64,
     pub impostor_rejected: u64,
+}
+
+/// A 95 % interval on a rate and how it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RateInterval {
+    pub low: f64,
+    pub high: f64,
+    /// `wilson`, `rule-of-three` (no error: `[0, 3/n]`, or `[1 - 3/n, 1]` when all
+    /// were approved) or `none` (no attempt).
+    pub method: &'static str,
+}
+
+/// The interval of `k` of `n`: the rule of three when nothing went the other way
+/// (`k` = 0 or `k` = `n`), Wilson's score interval otherwise.
+pub fn rate_interval(k: u64, n: u64) -> RateInterval {
+    if n == 0 {
+        return RateInterval { low: 0.0, high: 1.0, method: "none" };
+    }
+    let three = (3.0 / n as f64).min(1.0);
+    if k == 0 {
+        return RateInterval { low: 0.0, high: three, method: "rule-of-three" };
+    }
+    if k == n {
+        return RateInterval { low: 1.0 - three, high: 1.0, method: "rule-of-three" };
+    }
+    let Interval { low, high } = wilson(k, n);
+    RateInterval { low, high, method: "wilson" }
+}
+
+impl Serialize for Confusion {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let genuine = self.genuine_approved + self.genuine_rejected;
+        let impostor = self.impostor_approved + self.impostor_rejected;
+        let rate = |k: u64, n: u64| (n > 0).then(|| k as f64 / n as f64);
+        let mut s = serializer.serialize_struct("Confusion", 8)?;
+        s.serialize_field("genuine_approved", &self.genuine_approved)?;
+        s.serialize_field("genuine_rejected", &self.genuine_rejected)?;
+        s.serialize_field("impostor_approved", &self.impostor_approved)?;
+        s.serialize_field("impostor_rejected", &self.impostor_rejected)?;
+        s.serialize_field("genuine_approved_rate", &rate(self.genuine_approved, genuine))?;
+        s.serialize_field("genuine_approved_interval", &rate_interval(self.genuine_approved, genuine))?;
+        s.serialize_field("impostor_approved_rate", &rate(self.impostor_approved, impostor))?;
+        s.serialize_field("impostor_approved_interval", &rate_interval(self.impostor_approved, impostor))?;
+        s.end()
+    }
 }
 
 impl Confusion {
@@ -164,5 +215,36 @@ mod tests {
         assert_eq!((c.genuine_approved, c.genuine_rejected, c.impostor_approved, c.impostor_rejected), (1, 0, 1, 1));
         assert_eq!((t.approved, t.rejected), (2, 2));
         assert_eq!(t.reasons["FACE_MISMATCH"], 2);
+    }
+
+    #[test]
+    fn confusion_rates_carry_their_interval() {
+        let close = |a: f64, b: f64| (a - b).abs() < 5e-4;
+        // Newcombe (1998): 81/263 -> 0.2553-0.3662 (Wilson).
+        let c = Confusion { genuine_approved: 81, genuine_rejected: 182, impostor_approved: 0, impostor_rejected: 150 };
+        let json = serde_json::to_value(c).expect("json");
+        // The counts as before.
+        assert_eq!((json["genuine_approved"].as_u64(), json["impostor_rejected"].as_u64()), (Some(81), Some(150)));
+        let g = &json["genuine_approved_interval"];
+        assert_eq!(g["method"], "wilson");
+        let (low, high) = (g["low"].as_f64().expect("low"), g["high"].as_f64().expect("high"));
+        assert!(close(low, 0.2553) && close(high, 0.3662), "{g}");
+        assert!(close(json["genuine_approved_rate"].as_f64().expect("rate"), 81.0 / 263.0));
+        // No impostor approved: the rule of three, [0, 3/150].
+        let i = &json["impostor_approved_interval"];
+        assert_eq!(
+            (i["method"].as_str(), i["low"].as_f64(), i["high"].as_f64()),
+            (Some("rule-of-three"), Some(0.0), Some(0.02))
+        );
+        // Every genuine approved: [1 - 3/n, 1]; no attempt of a class: none.
+        let all = rate_interval(10, 10);
+        assert!(close(all.low, 0.7) && all.high == 1.0 && all.method == "rule-of-three", "{all:?}");
+        let none = serde_json::to_value(Confusion { genuine_approved: 3, ..Default::default() }).expect("json");
+        assert!(none["impostor_approved_rate"].is_null() && none["impostor_approved_interval"]["method"] == "none");
+        // A replay report's tallies carry them.
+        let mut t = Tally::default();
+        t.add(true, "AUTHENTIFICATION_SUCCESS", Some(Truth::Genuine));
+        let json = serde_json::to_value(&t).expect("json");
+        assert_eq!(json["confusion"]["genuine_approved_interval"]["high"], 1.0);
     }
 }

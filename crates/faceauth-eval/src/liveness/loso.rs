@@ -6,34 +6,74 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::run::{PresentationResult, Rules};
+use crate::intervals::{self, RateInterval};
 
 /// The LOSO criterion: the largest `min-liveness` keeping the training BPCER at most this.
 pub const LOSO_MAX_BPCER: f64 = 0.03;
 
-/// Errors out of presentations: (refused bona fide or accepted attacks, decided on liveness).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Errors out of presentations: (refused bona fide or accepted attacks, decided on
+/// liveness), with the sources they come from: the subjects of its 95 % interval
+/// (`crate::intervals`; Wilson's within one source, the rule of three at 0 errors).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Count {
     pub errors: usize,
     pub n: usize,
+    /// (errors, n) per source.
+    pub by_source: BTreeMap<String, (u64, u64)>,
 }
 
 impl Count {
-    pub(super) fn add(&mut self, error: bool) {
+    pub(super) fn add(&mut self, source: &str, error: bool) {
         self.n += 1;
         self.errors += usize::from(error);
+        let c = self.by_source.entry(source.to_string()).or_default();
+        c.0 += u64::from(error);
+        c.1 += 1;
     }
 
-    fn merge(&mut self, other: Count) {
+    fn merge(&mut self, other: &Count) {
         self.n += other.n;
         self.errors += other.errors;
+        for (source, (e, n)) in &other.by_source {
+            let c = self.by_source.entry(source.clone()).or_default();
+            c.0 += e;
+            c.1 += n;
+        }
     }
 
     pub fn rate(&self) -> f64 {
         if self.n == 0 { 0.0 } else { self.errors as f64 / self.n as f64 }
     }
 
+    /// The rate's 95 % interval, the sources resampled.
+    pub fn interval(&self) -> RateInterval {
+        intervals::interval(&self.by_source.values().copied().collect::<Vec<_>>())
+    }
+
+    /// (errors, n).
+    pub fn counts(&self) -> (usize, usize) {
+        (self.errors, self.n)
+    }
+
     pub(super) fn text(&self) -> String {
-        if self.n == 0 { "-".into() } else { format!("{:.1} % ({}/{})", 100.0 * self.rate(), self.errors, self.n) }
+        if self.n == 0 {
+            "-".into()
+        } else {
+            intervals::count_text(self.errors as u64, self.n as u64, &self.interval())
+        }
+    }
+}
+
+impl Serialize for Count {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Count", 5)?;
+        s.serialize_field("errors", &self.errors)?;
+        s.serialize_field("n", &self.n)?;
+        s.serialize_field("rate", &self.rate())?;
+        s.serialize_field("interval", &self.interval())?;
+        s.serialize_field("sources", &self.by_source.len())?;
+        s.end()
     }
 }
 
@@ -62,6 +102,15 @@ pub struct LosoTable {
     /// receives one).
     pub target_missed: Vec<String>,
     pub target_missed_crops: Vec<String>,
+    /// Columns too small to show the target met even pooled over every fold: a rate
+    /// of at most 5 % (3 %) needs at least 3 / 5 % = 60 (100) presentations (the rule
+    /// of three), with the number each needs.
+    pub target_not_measurable: Vec<(String, u64)>,
+}
+
+/// The LOSO target of a column: BPCER at most 3 % for bona fide, APCER at most 5 %.
+fn target_of(column: &str) -> f64 {
+    if column.starts_with("bona fide") { LOSO_MAX_BPCER } else { 0.05 }
 }
 
 pub(super) fn columns(results: &[&PresentationResult], rules: &Rules) -> Columns {
@@ -69,7 +118,7 @@ pub(super) fn columns(results: &[&PresentationResult], rules: &Rules) -> Columns
     for r in results {
         if let Some(refused) = r.refused(rules) {
             // BPCER: bona fide refused; APCER: attacks accepted.
-            out.entry(r.column()).or_default().add(refused == r.bona_fide);
+            out.entry(r.column()).or_default().add(&r.source, refused == r.bona_fide);
         }
     }
     out
@@ -113,7 +162,7 @@ pub(super) fn loso_table(name: &str, results: &[PresentationResult], rules_for: 
         let rules = rules_for(largest_threshold(&scores, LOSO_MAX_BPCER));
         let mut training_count = Count::default();
         for r in &training {
-            training_count.add(r.refused(&rules) == Some(true));
+            training_count.add(&r.source, r.refused(&rules) == Some(true));
         }
         let held: Vec<&PresentationResult> = results
             .iter()
@@ -124,9 +173,8 @@ pub(super) fn loso_table(name: &str, results: &[PresentationResult], rules_for: 
             .collect();
         let held_out = columns(&held, &rules);
         for (column, count) in &held_out {
-            pooled.entry(column.clone()).or_default().merge(*count);
-            let limit = if column.starts_with("bona fide") { 0.03 } else { 0.05 };
-            if count.rate() > limit {
+            pooled.entry(column.clone()).or_default().merge(count);
+            if count.rate() > target_of(column) {
                 missed.insert(column.clone());
             }
         }
@@ -138,7 +186,20 @@ pub(super) fn loso_table(name: &str, results: &[PresentationResult], rules_for: 
         });
     }
     let (crops, missed): (Vec<String>, Vec<String>) = missed.into_iter().partition(|c| c.contains("(crops)"));
-    LosoTable { name: name.to_string(), folds, pooled, target_missed: missed, target_missed_crops: crops }
+    let target_not_measurable = pooled
+        .iter()
+        .map(|(column, count)| (column.clone(), crate::metrics::needs_impostors(target_of(column)), count.n as u64))
+        .filter(|(_, needs, n)| n < needs)
+        .map(|(column, needs, _)| (column, needs))
+        .collect();
+    LosoTable {
+        name: name.to_string(),
+        folds,
+        pooled,
+        target_missed: missed,
+        target_missed_crops: crops,
+        target_not_measurable,
+    }
 }
 
 #[cfg(test)]
@@ -194,14 +255,26 @@ mod tests {
         let a = &table.folds[0];
         assert_eq!(a.left_out, "a");
         assert!((a.rules.min_liveness - 0.21).abs() < 1e-6, "{:?}", a.rules);
-        assert_eq!(a.held_out["print"], Count { errors: 1, n: 1 });
-        assert_eq!(a.held_out["bona fide"], Count { errors: 0, n: 40 });
+        assert_eq!(a.held_out["print"].counts(), (1, 1));
+        assert_eq!(a.held_out["bona fide"].counts(), (0, 40));
         // Left out b: trained on a (0.50..0.89): 0.51 refuses 31 of b's bona fide.
         let b = &table.folds[1];
-        assert_eq!(b.held_out["bona fide"], Count { errors: 31, n: 40 });
-        assert_eq!(b.held_out["print"], Count { errors: 0, n: 1 });
-        assert_eq!(b.held_out["still photo as video"], Count { errors: 0, n: 1 });
-        assert_eq!(table.pooled["print"], Count { errors: 1, n: 2 });
+        assert_eq!(b.held_out["bona fide"].counts(), (31, 40));
+        assert_eq!(b.held_out["print"].counts(), (0, 1));
+        assert_eq!(b.held_out["still photo as video"].counts(), (0, 1));
+        assert_eq!(table.pooled["print"].counts(), (1, 2));
+        // A fold is one source: Wilson's interval; pooled over the two sources: resampled.
+        assert_eq!(b.held_out["bona fide"].interval().method, crate::intervals::Method::Wilson);
+        assert!(b.held_out["bona fide"].text().starts_with("31/40 = 77.5 % ["), "{}", b.held_out["bona fide"].text());
+        let pooled = &table.pooled["bona fide"];
+        assert_eq!((pooled.by_source.len(), pooled.counts()), (2, (31, 80)));
+        assert_eq!(pooled.interval().method, crate::intervals::Method::SubjectBootstrap);
+        assert!(pooled.interval().contains(pooled.rate()));
+        // No error: the rule of three.
+        assert_eq!(a.held_out["bona fide"].text(), "0/40 = 0.0 % [0.0, 7.5]");
         assert!(table.target_missed.contains(&"print".to_string()));
+        // 80 bona fide pooled: a BPCER of 3 % needs 100; 2 prints: an APCER of 5 % needs 60.
+        assert!(table.target_not_measurable.contains(&("bona fide".to_string(), 100)), "{table:?}");
+        assert!(table.target_not_measurable.contains(&("print".to_string(), 60)), "{table:?}");
     }
 }
