@@ -200,8 +200,130 @@ async fn ab_variants_are_sticky_shadows_are_recorded_and_nothing_changes_the_ans
     assert_eq!(cli_report["decisions"], report["decisions"]);
     assert_eq!(cli_report["approve_to_reject"], report["approve_to_reject"]);
 
+    // Issue 21: every decision records the hash of its variant's component and
+    // parameters: one per variant here, the two variants of one component apart.
+    let hashes = params_hashes(&server).await;
+    assert_eq!(hashes.keys().collect::<Vec<_>>(), ["control", "high-threshold", "strict-shadow"], "{hashes:?}");
+    for (variant, seen) in &hashes {
+        assert_eq!(seen.len(), 1, "{variant}: {seen:?}");
+        let hash = seen.iter().next().unwrap();
+        assert!(hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{variant}: {hash}");
+    }
+    assert_ne!(hashes["control"], hashes["high-threshold"], "same component, other parameters");
+    let old_hash = hashes["high-threshold"].iter().next().unwrap().clone();
+    // The threshold changed mid-experiment: the variant's later decisions carry
+    // another hash, and its statistics list both sets with their counts.
+    let form = Form::new().text("params", r#"{"match-threshold": 0.98}"#);
+    let (status, changed) = server.send(Method::PUT, "/api/admin/policies/high-threshold", Some(form)).await;
+    assert_eq!(status, 200, "{changed}");
+    let user = seen["high-threshold"][0].clone();
+    let (status, answer) = server.authenticate(&user, "selfie_person_a.jpg").await;
+    assert_eq!(status, 200, "{answer}");
+    decisions_of(&server, &user, 8).await;
+    let (_, stats) = server.get("/api/admin/stats").await;
+    let high = stats["variants"].as_array().unwrap().iter().find(|v| v["variant"] == "high-threshold").expect("stats");
+    let sets = high["params"].as_array().expect("params");
+    assert_eq!(sets.len(), 2, "{high}");
+    assert_eq!(sets[0]["params_hash"], old_hash.as_str(), "the first set first: {high}");
+    assert_ne!(sets[1]["params_hash"], old_hash.as_str(), "{high}");
+    assert_eq!(sets[1]["decisions"], 1, "one decision since the change: {high}");
+    assert_eq!(
+        sets[0]["decisions"].as_u64().unwrap() + 1,
+        high["decisions"].as_u64().unwrap(),
+        "every decision under one of the sets: {high}"
+    );
+
+    // Issue 21: the audit log pages past any limit and exports as CSV.
+    pages_and_csv(&server).await;
+
     // The stats page, rendered by a real headless browser.
     render_stats_page(&server).await;
+}
+
+/// The parameter hashes recorded per variant.
+async fn params_hashes(server: &Server) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let (status, all) = server.get("/api/admin/decisions?limit=10000&evidence=false").await;
+    assert_eq!(status, 200, "{all}");
+    let mut hashes = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for d in all["decisions"].as_array().unwrap() {
+        assert!(d["evidence"].is_null(), "evidence=false leaves it out: {d}");
+        let (variant, hash) = (d["variant"].as_str().unwrap(), d["params_hash"].as_str().unwrap());
+        hashes.entry(variant.to_string()).or_default().insert(hash.to_string());
+    }
+    hashes
+}
+
+/// Pages of 7 through the whole audit log by `next`/`before`: every decision once,
+/// newest page first, the same rows as one big page; the same as CSV; bad cursors
+/// and formats are 400 in the admin shape.
+async fn pages_and_csv(server: &Server) {
+    let (_, whole) = server.get("/api/admin/decisions?limit=10000").await;
+    assert!(whole["next"].is_null(), "all in one page: {}", whole["next"]);
+    let whole = whole["decisions"].as_array().unwrap().clone();
+    assert!(whole.len() > 7 * 3, "{}", whole.len());
+    let (mut paged, mut next, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let path = match &next {
+            Some(before) => format!("/api/admin/decisions?limit=7&before={before}"),
+            None => "/api/admin/decisions?limit=7".to_string(),
+        };
+        let response = server.request(Method::GET, &path).send().await.expect("request");
+        let header = response.headers().get("x-next-before").map(|v| v.to_str().unwrap().to_string());
+        let page: Value = response.json().await.expect("JSON");
+        assert_eq!(page["next"].as_str().map(str::to_string), header, "the header says what `next` says");
+        let mut rows = page["decisions"].as_array().unwrap().clone();
+        assert!(rows.len() <= 7);
+        // Each page oldest first; the pages newest first.
+        rows.extend(paged);
+        paged = rows;
+        pages += 1;
+        next = page["next"].as_str().map(str::to_string);
+        if next.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, whole.len().div_ceil(7));
+    assert_eq!(paged, whole, "the pages together are the whole log, each row once");
+
+    // CSV: a header line, then the same rows, without the evidence unless asked.
+    let csv = server.request(Method::GET, "/api/admin/decisions?limit=10000&format=csv").send().await.expect("csv");
+    assert_eq!(csv.status().as_u16(), 200);
+    let content_type = csv.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    let text = csv.text().await.expect("text");
+    let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+    assert!(lines[0].starts_with("request_id,at_ms,username,endpoint,variant,policy,params_hash,"), "{}", lines[0]);
+    assert!(lines[0].ends_with(",total_ms"), "no evidence column unless asked: {}", lines[0]);
+    assert_eq!(lines.len(), whole.len() + 1, "{text}");
+    let first = &whole[0];
+    assert!(
+        lines[1].starts_with(&format!(
+            "{},{},{},",
+            first["request_id"].as_str().unwrap(),
+            first["at_ms"],
+            first["username"].as_str().unwrap()
+        )),
+        "{} vs {first}",
+        lines[1]
+    );
+    let with = server.request(Method::GET, "/api/admin/decisions?limit=1&format=csv&evidence=true").send().await;
+    let with = with.expect("csv").text().await.expect("text");
+    assert!(with.starts_with("request_id,") && with.contains(",total_ms,evidence\r\n"), "{with}");
+    assert!(with.contains(",\"{\"\""), "the evidence as a quoted JSON cell: {with}");
+
+    for (query, why) in [
+        ("before=yesterday", "<at_ms>-<id>"),
+        ("before=1-2-3", "<at_ms>-<id>"),
+        ("format=xml", "xml"),
+        ("request_id=", "request_id"),
+        ("evidence=maybe", "true"),
+    ] {
+        let (status, body) = server.get(&format!("/api/admin/decisions?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["code"], 400, "{query}: {body}");
+        let msg = body["msg"].as_str().unwrap();
+        assert!(msg.starts_with("ERROR_DETECTED : ") && msg.contains(why), "{query}: {body}");
+    }
 }
 
 /// Loads `/admin` in headless Chromium and checks the rendered DOM: a table row and
@@ -241,6 +363,32 @@ async fn render_stats_page(server: &Server) {
     assert!(dom.contains("<tr class=\"arm\"><td>control</td>"), "no experiment row for the control: {dom}");
     assert!(dom.contains(" pts</td>") && dom.contains(" % to "), "no lift or interval: {dom}");
     assert!(dom.contains("<tr class=\"pair\"><td>answer approved</td>"), "no shadow pairing: {dom}");
+    // Issue 21: each disagreeing request links to its decisions, the answer and the
+    // shadow's, each with its evidence.
+    let links: Vec<(String, String)> = dom
+        .split("<a class=\"decisions\" href=\"")
+        .skip(1)
+        .map(|rest| {
+            let (href, rest) = rest.split_once("\">").expect("a link's end");
+            let text = rest.split_once("</a>").expect("a link's text").0;
+            (href.replace("&amp;", "&"), text.to_string())
+        })
+        .collect();
+    assert!(!links.is_empty(), "no link from a disagreeing request to its decisions: {dom}");
+    for (href, request_id) in links {
+        assert!(href.starts_with("/api/admin/decisions?request_id="), "{href}");
+        let (status, body) = server.get(&href).await;
+        assert_eq!(status, 200, "{href}: {body}");
+        let rows = body["decisions"].as_array().expect("decisions");
+        assert_eq!(rows.len(), 2, "the answer and the shadow of {request_id}: {body}");
+        assert!(rows.iter().all(|d| d["request_id"] == request_id.as_str()), "{body}");
+        let roles: Vec<&Value> = rows.iter().map(|d| &d["shadow"]).collect();
+        assert!(roles.contains(&&Value::Bool(false)) && roles.contains(&&Value::Bool(true)), "{body}");
+        assert_ne!(rows[0]["approved"], rows[1]["approved"], "they disagree: {body}");
+        assert!(rows.iter().all(|d| d["evidence"].is_object()), "with the evidence: {body}");
+    }
+    // The variant whose threshold changed mid-experiment says so.
+    assert!(dom.contains("class=\"mismatch params-changed\""), "no parameter change shown: {dom}");
     for unrendered in [">undefined", ">NaN", "NaN %", "18446744073709552000"] {
         assert!(!dom.contains(unrendered), "a value did not render ({unrendered}): {dom}");
     }

@@ -381,6 +381,7 @@ mod tests {
             endpoint: Endpoint::Authenticate,
             variant: variant.into(),
             policy: "p@1".into(),
+            params_hash: String::new(),
             shadow,
             outcome: Outcome::Decided(Decision {
                 approved,

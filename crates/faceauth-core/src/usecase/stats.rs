@@ -46,6 +46,41 @@ pub struct VariantStats {
     pub policy_ms: Percentiles,
     /// Mean share of the request's time spent in the policy call.
     pub policy_share: f64,
+    /// The parameter sets this variant decided under (`DecisionRecord::params_hash`),
+    /// first used first: more than one means its parameters (or its component)
+    /// changed within the window, mid-experiment.
+    pub params: Vec<ParamsUse>,
+}
+
+/// One parameter set a variant decided under, and over which decisions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ParamsUse {
+    /// `""`: decisions recorded before the hash was.
+    pub params_hash: String,
+    pub decisions: u64,
+    /// The first and the last of those decisions, Unix ms.
+    pub first_at_ms: i64,
+    pub last_at_ms: i64,
+}
+
+/// The distinct parameter hashes of `records`, with their counts and time spans,
+/// in order of first use.
+fn params_uses(records: &[&DecisionRecord]) -> Vec<ParamsUse> {
+    let mut uses: BTreeMap<&str, ParamsUse> = BTreeMap::new();
+    for r in records {
+        let entry = uses.entry(r.params_hash.as_str()).or_insert_with(|| ParamsUse {
+            params_hash: r.params_hash.clone(),
+            decisions: 0,
+            first_at_ms: r.at_ms,
+            last_at_ms: r.at_ms,
+        });
+        entry.decisions += 1;
+        entry.first_at_ms = entry.first_at_ms.min(r.at_ms);
+        entry.last_at_ms = entry.last_at_ms.max(r.at_ms);
+    }
+    let mut uses: Vec<ParamsUse> = uses.into_values().collect();
+    uses.sort_by(|a, b| (a.first_at_ms, &a.params_hash).cmp(&(b.first_at_ms, &b.params_hash)));
+    uses
 }
 
 /// Statistics per (variant, role) over `records`.
@@ -88,6 +123,7 @@ pub fn variant_stats(records: &[DecisionRecord]) -> Vec<VariantStats> {
             s.total_ms = percentiles(&mut total);
             s.analysis_ms = percentiles(&mut analysis);
             s.policy_ms = percentiles(&mut policy);
+            s.params = params_uses(&rs);
             s
         })
         .collect()
@@ -129,6 +165,7 @@ mod tests {
             endpoint: Endpoint::Authenticate,
             variant: variant.into(),
             policy: "p@1".into(),
+            params_hash: "h1".into(),
             shadow: false,
             outcome: match reason.strip_prefix("POLICY_ERROR: ") {
                 Some(message) => Outcome::Failed { failure: Failure::PolicyError, message: message.into() },
@@ -158,6 +195,28 @@ mod tests {
         assert_eq!(a.score_histogram[12], 1);
         assert_eq!((a.total_ms.p50, a.total_ms.max), (200.0, 300.0));
         assert_eq!(stats[1].score_histogram[SCORE_BINS - 1], 1);
+    }
+
+    /// Issue 21: a variant whose parameters changed mid-experiment shows both sets,
+    /// each with its count and time span, the first used first.
+    #[test]
+    fn stats_list_the_parameter_sets_each_variant_decided_under() {
+        let at = |variant: &str, hash: &str, at_ms: i64| DecisionRecord {
+            params_hash: hash.into(),
+            at_ms,
+            ..record(variant, true, "AUTHENTIFICATION_SUCCESS", Some(0.7), 10.0)
+        };
+        let records =
+            vec![at("a", "old", 100), at("a", "new", 300), at("a", "old", 200), at("a", "new", 400), at("b", "x", 5)];
+        let stats = variant_stats(&records);
+        let uses = |hash: &str, decisions, first_at_ms, last_at_ms| ParamsUse {
+            params_hash: hash.into(),
+            decisions,
+            first_at_ms,
+            last_at_ms,
+        };
+        assert_eq!(stats[0].params, [uses("old", 2, 100, 200), uses("new", 2, 300, 400)]);
+        assert_eq!(stats[1].params, [uses("x", 1, 5, 5)]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::admin::DONE;
 use faceauth_core::usecase::admin::StatsReport;
 use faceauth_core::usecase::replay::{Confusion, ReplayReport, Tally, VariantReplay};
-use faceauth_core::usecase::stats::{Percentiles, VariantStats};
+use faceauth_core::usecase::stats::{ParamsUse, Percentiles, VariantStats};
 
 /// Latency percentiles, milliseconds.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -44,6 +44,26 @@ pub struct VariantStatsJson {
     pub policy_ms: PercentilesJson,
     /// Mean share of the request's time spent in the policy call.
     pub policy_share: f64,
+    /// The parameter sets it decided under (`params_hash` of its decisions), first
+    /// used first: more than one means its parameters changed within the window.
+    pub params: Vec<ParamsUseJson>,
+}
+
+/// One parameter set a variant decided under.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ParamsUseJson {
+    /// As the decisions' `params_hash`; `""`: recorded before the hash was.
+    pub params_hash: String,
+    pub decisions: u64,
+    /// The first and the last of those decisions, Unix ms.
+    pub first_at_ms: i64,
+    pub last_at_ms: i64,
+}
+
+impl From<ParamsUse> for ParamsUseJson {
+    fn from(ParamsUse { params_hash, decisions, first_at_ms, last_at_ms }: ParamsUse) -> Self {
+        Self { params_hash, decisions, first_at_ms, last_at_ms }
+    }
 }
 
 impl From<VariantStats> for VariantStatsJson {
@@ -62,6 +82,7 @@ impl From<VariantStats> for VariantStatsJson {
             analysis_ms,
             policy_ms,
             policy_share,
+            params,
         } = v;
         Self {
             variant,
@@ -77,6 +98,7 @@ impl From<VariantStats> for VariantStatsJson {
             analysis_ms: analysis_ms.into(),
             policy_ms: policy_ms.into(),
             policy_share,
+            params: params.into_iter().map(Into::into).collect(),
         }
     }
 }

@@ -10,6 +10,6 @@ mod tests;
 
 pub use attempts::{Limit, RESERVATION_TTL_MS, Reserved};
 pub use queries::AuditLog;
-pub use records::{DecisionFilter, DecisionRecord, RecordedEvidence};
+pub use records::{BadCursor, Cursor, DecisionFilter, DecisionPage, DecisionRecord, RecordedEvidence};
 
 pub use crate::policy::Endpoint;

@@ -2,7 +2,7 @@
 
 use sqlx::{AnyPool, Row};
 
-use super::{DecisionFilter, DecisionRecord, Endpoint, RecordedEvidence};
+use super::{Cursor, DecisionFilter, DecisionPage, DecisionRecord, Endpoint, RecordedEvidence};
 use crate::policy::Outcome;
 use crate::store::{StoreError, bounded, now_ms};
 
@@ -39,9 +39,9 @@ impl AuditLog {
         let insert = bounded(self.timeout, async {
             sqlx::query(
                 "INSERT INTO decisions (request_id, at, username, endpoint, variant, policy, shadow, approved, reason, \
-                 score, evidence, analysis_ms, policy_ms, total_ms, error, counts_as_attempt, attempt_id) \
+                 score, evidence, analysis_ms, policy_ms, total_ms, error, counts_as_attempt, attempt_id, params_hash) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $17 = 1 THEN $10 ELSE NULL END, $11, $12, $13, \
-                 $14, $15, $16, $18)",
+                 $14, $15, $16, $18, $19)",
             )
             .bind(&r.request_id)
             .bind(r.at_ms)
@@ -65,6 +65,7 @@ impl AuditLog {
             .bind(i32::from(r.counts_as_attempt()))
             .bind(i32::from(r.outcome.score().is_some()))
             .bind(reserved)
+            .bind(&r.params_hash)
             .execute(&self.pool)
             .await?;
             Ok(())
@@ -81,54 +82,74 @@ impl AuditLog {
 
     /// Matching decisions, oldest first.
     pub async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionRecord>, StoreError> {
+        Ok(self.decisions_page(filter).await?.decisions)
+    }
+
+    /// Matching decisions, the newest `limit` oldest first, and where the older ones
+    /// start (`next`).
+    pub async fn decisions_page(&self, filter: &DecisionFilter) -> Result<DecisionPage, StoreError> {
+        let limit = filter.limit.unwrap_or(i64::MAX).max(0);
+        let before = filter.before.unwrap_or(Cursor { at_ms: i64::MAX, id: i64::MAX });
         // Optional filters as `($n IS NULL OR ...)` keep one statement for both backends.
+        // One row more than asked says whether there is a next page.
         let select = sqlx::query(
-            "SELECT request_id, at, username, endpoint, variant, policy, shadow, approved, reason, score, error, \
-             CASE WHEN $6 = 1 THEN '' ELSE evidence END AS evidence, analysis_ms, policy_ms, total_ms FROM decisions \
+            "SELECT id, request_id, at, username, endpoint, variant, policy, params_hash, shadow, approved, reason, \
+             score, error, CASE WHEN $6 = 1 THEN '' ELSE evidence END AS evidence, analysis_ms, policy_ms, total_ms \
+             FROM decisions \
              WHERE at >= $1 AND ($2 = '' OR endpoint = $2) AND ($3 = '' OR variant = $3) AND ($4 < 0 OR shadow = $4) \
+             AND ($7 = '' OR request_id = $7) AND ($8 = 0 OR at < $9 OR (at = $9 AND id < $10)) \
              ORDER BY at DESC, id DESC LIMIT $5",
         )
         .bind(filter.since_ms.unwrap_or(i64::MIN))
         .bind(filter.endpoint.map(Endpoint::as_str).unwrap_or(""))
         .bind(filter.variant.as_deref().unwrap_or(""))
         .bind(filter.shadow.map(i32::from).unwrap_or(-1))
-        .bind(filter.limit.unwrap_or(i64::MAX).max(0))
+        .bind(limit.saturating_add(1))
         .bind(i32::from(filter.without_evidence))
+        .bind(filter.request_id.as_deref().unwrap_or(""))
+        .bind(i32::from(filter.before.is_some()))
+        .bind(before.at_ms)
+        .bind(before.id)
         .fetch_all(&self.pool);
-        let rows = bounded(self.timeout, async { Ok(select.await?) }).await?;
-        let mut records = rows
-            .into_iter()
-            .map(|row| -> Result<DecisionRecord, StoreError> {
-                let endpoint: String = row.try_get("endpoint")?;
-                let endpoint =
-                    Endpoint::parse(&endpoint).ok_or_else(|| StoreError::Corrupt(format!("endpoint {endpoint:?}")))?;
-                Ok(DecisionRecord {
-                    request_id: row.try_get("request_id")?,
-                    at_ms: row.try_get("at")?,
-                    username: row.try_get("username")?,
-                    endpoint,
-                    variant: row.try_get("variant")?,
-                    policy: row.try_get("policy")?,
-                    shadow: row.try_get::<i32, _>("shadow")? != 0,
-                    outcome: Outcome::from_stored(
-                        row.try_get::<i32, _>("approved")? != 0,
-                        row.try_get("reason")?,
-                        row.try_get("score")?,
-                        row.try_get("error")?,
-                    ),
-                    evidence: if filter.without_evidence {
-                        RecordedEvidence::Omitted
-                    } else {
-                        RecordedEvidence::read(endpoint, row.try_get("evidence")?)
-                    },
-                    analysis_ms: row.try_get("analysis_ms")?,
-                    policy_ms: row.try_get("policy_ms")?,
-                    total_ms: row.try_get("total_ms")?,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        records.reverse();
-        Ok(records)
+        let mut rows = bounded(self.timeout, async { Ok(select.await?) }).await?;
+        let more = rows.len() as u64 > limit as u64;
+        rows.truncate(limit.try_into().unwrap_or(usize::MAX));
+        let mut next = None;
+        let mut decisions = Vec::with_capacity(rows.len());
+        for row in rows {
+            let endpoint: String = row.try_get("endpoint")?;
+            let endpoint =
+                Endpoint::parse(&endpoint).ok_or_else(|| StoreError::Corrupt(format!("endpoint {endpoint:?}")))?;
+            let record = DecisionRecord {
+                request_id: row.try_get("request_id")?,
+                at_ms: row.try_get("at")?,
+                username: row.try_get("username")?,
+                endpoint,
+                variant: row.try_get("variant")?,
+                policy: row.try_get("policy")?,
+                params_hash: row.try_get("params_hash")?,
+                shadow: row.try_get::<i32, _>("shadow")? != 0,
+                outcome: Outcome::from_stored(
+                    row.try_get::<i32, _>("approved")? != 0,
+                    row.try_get("reason")?,
+                    row.try_get("score")?,
+                    row.try_get("error")?,
+                ),
+                evidence: if filter.without_evidence {
+                    RecordedEvidence::Omitted
+                } else {
+                    RecordedEvidence::read(endpoint, row.try_get("evidence")?)
+                },
+                analysis_ms: row.try_get("analysis_ms")?,
+                policy_ms: row.try_get("policy_ms")?,
+                total_ms: row.try_get("total_ms")?,
+            };
+            // The page's oldest row, read last.
+            next = more.then_some(Cursor { at_ms: record.at_ms, id: row.try_get("id")? });
+            decisions.push(record);
+        }
+        decisions.reverse();
+        Ok(DecisionPage { decisions, next })
     }
 
     /// Deletes the decisions recorded before `before_ms`; returns how many.

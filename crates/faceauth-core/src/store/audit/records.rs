@@ -15,6 +15,10 @@ pub struct DecisionRecord {
     pub variant: String,
     /// `name@version` of the component.
     pub policy: String,
+    /// The component and its effective parameters, hashed (`usecase::decide::params_hash`):
+    /// a variant's parameters changed mid-experiment show as another hash. `""` on
+    /// rows recorded before it was.
+    pub params_hash: String,
     /// A shadow decision was recorded, not answered.
     pub shadow: bool,
     /// What the client was answered (for a shadow: what it would have been).
@@ -59,10 +63,57 @@ pub struct DecisionFilter {
     pub variant: Option<String>,
     /// `Some(false)`: answers only; `Some(true)`: shadows only.
     pub shadow: Option<bool>,
+    /// Only the decisions of this request (its answer and its shadows).
+    pub request_id: Option<String>,
+    /// Only the decisions recorded before this one, in the order `at DESC, id DESC`:
+    /// the next page after a page that ended at it (`DecisionPage::next`).
+    pub before: Option<Cursor>,
     pub limit: Option<i64>,
     /// Leave the evidence out (empty): statistics over many rows need only the rest,
     /// and a video's evidence is some 15 KB.
     pub without_evidence: bool,
+}
+
+/// A position in the audit log's order (`at DESC, id DESC`): a row's time and id.
+/// The time alone does not do (rows share milliseconds) nor does the id alone (a
+/// shadow is recorded after answers of later requests, so ids do not follow `at`).
+/// Written `<at_ms>-<id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub at_ms: i64,
+    pub id: i64,
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.at_ms, self.id)
+    }
+}
+
+/// A cursor that is not `<at_ms>-<id>`.
+#[derive(Debug, thiserror::Error)]
+#[error("a cursor is <at_ms>-<id> (the `next` of the previous page), not {0:?}")]
+pub struct BadCursor(String);
+
+impl std::str::FromStr for Cursor {
+    type Err = BadCursor;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // The last '-': a time before 1970 is negative.
+        let parsed =
+            s.rsplit_once('-').and_then(|(at, id)| Some(Cursor { at_ms: at.parse().ok()?, id: id.parse().ok()? }));
+        parsed.ok_or_else(|| BadCursor(s.to_string()))
+    }
+}
+
+/// One page of recorded decisions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionPage {
+    /// Oldest first.
+    pub decisions: Vec<DecisionRecord>,
+    /// Where the next (older) page starts (`DecisionFilter::before`); `None` when
+    /// no older row matches.
+    pub next: Option<Cursor>,
 }
 
 impl DecisionRecord {

@@ -10,6 +10,7 @@ fn record(request_id: &str, username: &str, at_ms: i64, variant: &str, shadow: b
         endpoint: Endpoint::Authenticate,
         variant: variant.into(),
         policy: "default@0.1.0".into(),
+        params_hash: "0123456789abcdef".into(),
         shadow,
         outcome: if shadow {
             Outcome::Failed { failure: Failure::PolicyError, message: "wasm trap: unreachable".into() }
@@ -66,6 +67,12 @@ async fn exercise(log: AuditLog, tag: &str) {
         mine(log.decisions(&DecisionFilter { shadow: Some(true), ..Default::default() }).await.expect("read"));
     assert_eq!(shadows.len(), 1);
     assert!(shadows[0].outcome.is_policy_error() && shadows[0].outcome.error() == Some("wasm trap: unreachable"));
+    // One request: its answer and its shadow, nothing of the other request.
+    let r1 = mine(
+        log.decisions(&DecisionFilter { request_id: Some("r1".into()), ..Default::default() }).await.expect("read"),
+    );
+    assert_eq!(r1.iter().map(|r| (r.request_id.as_str(), r.shadow)).collect::<Vec<_>>(), [("r1", false), ("r1", true)]);
+    assert_eq!(r1[0].params_hash, "0123456789abcdef", "the parameters' hash is read back");
     let recent =
         mine(log.decisions(&DecisionFilter { since_ms: Some(base - 1), ..Default::default() }).await.expect("read"));
     assert_eq!(recent.len(), 1);
@@ -82,6 +89,82 @@ async fn exercise(log: AuditLog, tag: &str) {
     log.purge_before(base - 5_000).await.expect("purge");
     let left = mine(log.decisions(&DecisionFilter::default()).await.expect("read"));
     assert_eq!(left.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), ["r2"]);
+}
+
+/// Issue 21: paging past any limit. Rows share milliseconds, and the last written
+/// is the oldest (a shadow is recorded after later requests' answers), so neither
+/// the time nor the id alone orders them: every row comes exactly once, in the
+/// order `at DESC, id DESC`, whatever the page size.
+async fn pages_cover_every_row_once(log: AuditLog, tag: &str) {
+    let variant = format!("pages-{tag}-{}", now_ms());
+    let base = now_ms();
+    // (request id, at): written in this order.
+    let rows = [("a", 0), ("b", 0), ("c", 0), ("d", 1), ("e", 1), ("f", 2), ("g", -5)];
+    for (id, at) in rows {
+        log.record(&record(id, "pager", base + at, &variant, false)).await.expect("record");
+    }
+    let newest_first = ["f", "e", "d", "c", "b", "a", "g"];
+    let filter = DecisionFilter { variant: Some(variant.clone()), without_evidence: true, ..Default::default() };
+    let whole = log.decisions_page(&filter).await.expect("read");
+    assert_eq!(whole.next, None);
+    let ids = |records: &[DecisionRecord]| records.iter().rev().map(|r| r.request_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&whole.decisions), newest_first);
+    for limit in 1..=8 {
+        let (mut seen, mut before, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let page = log
+                .decisions_page(&DecisionFilter { limit: Some(limit), before, ..filter.clone() })
+                .await
+                .expect("read");
+            pages += 1;
+            assert!(page.decisions.len() as i64 <= limit);
+            seen.extend(ids(&page.decisions));
+            match page.next {
+                Some(next) => {
+                    // The cursor is the page's oldest row, and reads back as written.
+                    assert_eq!(next.at_ms, page.decisions[0].at_ms);
+                    assert_eq!(next.to_string().parse::<Cursor>().expect("cursor"), next);
+                    before = Some(next);
+                }
+                None => break,
+            }
+            assert!(pages <= 7, "limit {limit}: paging does not end");
+        }
+        assert_eq!(seen, newest_first, "limit {limit}");
+        // A full last page says there is no next one (no empty page to fetch).
+        assert_eq!(pages, 7usize.div_ceil(limit as usize), "limit {limit}");
+    }
+    // Paging and the other filters together: the request's rows before a cursor.
+    let after_e = log.decisions_page(&DecisionFilter { limit: Some(2), ..filter.clone() }).await.expect("read");
+    assert_eq!(ids(&after_e.decisions), ["f", "e"]);
+    let only_b = DecisionFilter { request_id: Some("b".into()), before: after_e.next, ..filter.clone() };
+    assert_eq!(ids(&log.decisions_page(&only_b).await.expect("read").decisions), ["b"]);
+    let only_f = DecisionFilter { request_id: Some("f".into()), before: after_e.next, ..filter };
+    assert!(log.decisions_page(&only_f).await.expect("read").decisions.is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_pages_cover_every_row_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    pages_cover_every_row_once(UserStore::connect(&url).await.expect("connect").audit_log(), "sqlite").await;
+}
+
+#[tokio::test]
+async fn postgres_pages_cover_every_row_once() {
+    if let Some(store) = crate::store::tests::test_postgres().await {
+        pages_cover_every_row_once(store.audit_log(), "postgres").await;
+    }
+}
+
+#[test]
+fn a_cursor_is_at_dash_id() {
+    assert_eq!("1765000000000-42".parse::<Cursor>().expect("cursor"), Cursor { at_ms: 1_765_000_000_000, id: 42 });
+    assert_eq!("-5-3".parse::<Cursor>().expect("a time before 1970"), Cursor { at_ms: -5, id: 3 });
+    assert_eq!(Cursor { at_ms: 7, id: 9 }.to_string(), "7-9");
+    for bad in ["", "42", "x-1", "1-x", "1-2-3", "1.5-2", "1 - 2"] {
+        assert!(bad.parse::<Cursor>().is_err(), "{bad:?}");
+    }
 }
 
 #[tokio::test]
