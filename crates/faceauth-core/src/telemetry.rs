@@ -40,6 +40,8 @@ pub const VISION_QUEUE_LIMIT: &str = "faceauth_vision_queue_limit";
 pub const VISION_ADMITTED: &str = "faceauth_vision_admitted_requests";
 /// Enrolled templates in this replica's duplicate-search index.
 pub const GALLERY_TEMPLATES: &str = "faceauth_gallery_templates";
+/// Counter: variants that retired themselves after failing (`retire_after_failures`).
+pub const POLICY_RETIREMENTS: &str = "faceauth_policy_retirements_total";
 
 /// Buckets of the request histograms, seconds. A refusal before any analysis takes
 /// about a millisecond and a paced 503 `SERVER_BUSY` 50 ms; a photo 30 ms to 2 s
@@ -108,6 +110,10 @@ fn describe() {
     metrics::describe_gauge!(VISION_BUSY, "Face analyzers running a job.");
     metrics::describe_gauge!(VISION_QUEUE_DEPTH, "Analysis jobs waiting for a face analyzer.");
     metrics::describe_gauge!(VISION_QUEUE_LIMIT, "Requests that may wait for a face analyzer beyond the workers.");
+    metrics::describe_counter!(
+        POLICY_RETIREMENTS,
+        "Policy variants retired by themselves after failing calls in a row."
+    );
     metrics::describe_gauge!(GALLERY_TEMPLATES, "Enrolled templates in this replica's duplicate-search index.");
     metrics::describe_gauge!(
         VISION_ADMITTED,

@@ -114,6 +114,15 @@ pub struct VariantSpec {
     /// Overrides of the component's declared parameters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, f64>,
+    /// Failed calls in a row on live traffic (a trap, the fuel or memory budget, an
+    /// invalid decision) after which the variant is retired by itself: its weight set
+    /// to 0 and its shadow role removed, the others answering. 0: never.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retire_after_failures: u32,
+    /// Why and when the variant was retired by itself; kept until an admin change
+    /// gives it traffic again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub retired: String,
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -202,6 +211,14 @@ impl Catalog {
             match spec.shadow {
                 false => drop(table.remove("shadow")),
                 true => set_if_changed(table, "shadow", value(true)),
+            }
+            match spec.retire_after_failures {
+                0 => drop(table.remove("retire_after_failures")),
+                n => set_if_changed(table, "retire_after_failures", value(i64::from(n))),
+            }
+            match spec.retired.as_str() {
+                "" => drop(table.remove("retired")),
+                why => set_if_changed(table, "retired", value(why)),
             }
             let current: Option<BTreeMap<String, f64>> =
                 table.get("params").and_then(|p| toml::from_str(&format!("p = {p}")).ok()).map(|w: ParamsOnly| w.p);
@@ -366,6 +383,8 @@ shadow = true
             weight: 10,
             shadow: false,
             params: BTreeMap::new(),
+            retire_after_failures: 0,
+            retired: String::new(),
         });
         catalog.write(dir.path()).expect("write");
         let written = std::fs::read_to_string(dir.path().join(CATALOG_FILE)).expect("read back");

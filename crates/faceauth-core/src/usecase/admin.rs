@@ -15,7 +15,7 @@ use super::replay::{self, ReplayReport, Truth};
 use super::stats::{SCORE_BINS, VariantStats, variant_stats};
 use crate::policy::router::{PolicySet, RouterError, VariantChange};
 use crate::policy::{Endpoint, LoadedPolicy, Param, PolicyError};
-use crate::store::audit::{AuditLog, DecisionFilter, DecisionRecord};
+use crate::store::audit::{AuditLog, Cursor, DecisionFilter, DecisionPage};
 use crate::store::{Erased, StoreError, now_ms};
 
 /// Why an admin use case failed. `http::admin` maps each to a status, once.
@@ -46,8 +46,16 @@ pub struct DecisionQuery {
     pub endpoint: Option<Endpoint>,
     pub variant: Option<String>,
     pub shadow: Option<bool>,
+    /// Only this request's decisions (its answer and its shadows).
+    pub request_id: Option<String>,
+    /// The page after the one that answered this `next` (`<at_ms>-<id>`): paging
+    /// goes on past any limit.
+    pub before: Option<String>,
     /// Newest this many (default 100, at most 10 000).
     pub limit: Option<i64>,
+    /// Leave the evidence out (a video's is some 15 KB).
+    #[serde(skip)]
+    pub without_evidence: bool,
 }
 
 /// Per-variant statistics over a window of the audit log.
@@ -98,6 +106,7 @@ pub enum PolicyChange {
         weight: Option<u32>,
         shadow: Option<bool>,
         params: Option<BTreeMap<String, f64>>,
+        retire_after_failures: Option<u32>,
     },
     Retire(String),
 }
@@ -144,17 +153,24 @@ pub async fn backtest(
 }
 
 impl FaceAuth {
-    /// Recorded decisions, the newest `limit` in time order.
-    pub async fn decisions(&self, q: DecisionQuery) -> Result<Vec<DecisionRecord>, AdminError> {
+    /// Recorded decisions, the newest `limit` in time order, and where the next
+    /// (older) page starts.
+    pub async fn decisions(&self, q: DecisionQuery) -> Result<DecisionPage, AdminError> {
+        let before = match q.before.as_deref() {
+            Some(cursor) => Some(cursor.parse::<Cursor>().map_err(|e| AdminError::BadRequest(e.to_string()))?),
+            None => None,
+        };
         let filter = DecisionFilter {
             since_ms: q.since_ms,
             endpoint: q.endpoint,
             variant: q.variant,
             shadow: q.shadow,
+            request_id: q.request_id,
+            before,
             limit: Some(q.limit.unwrap_or(100).clamp(1, 10_000)),
-            without_evidence: false,
+            without_evidence: q.without_evidence,
         };
-        Ok(self.audit.decisions(&filter).await?)
+        Ok(self.audit.decisions_page(&filter).await?)
     }
 
     /// Per-variant statistics since `since_ms` (default: the last 24 hours), over at
@@ -226,9 +242,10 @@ impl FaceAuth {
         let set = tokio::task::spawn_blocking(move || match change {
             PolicyChange::Reload => router.reload(),
             PolicyChange::Retire(name) => router.retire(&name),
-            PolicyChange::Put { name, component, weight, shadow, params } => {
-                router.put_variant(&name, VariantChange { component: component.as_deref(), weight, shadow, params })
-            }
+            PolicyChange::Put { name, component, weight, shadow, params, retire_after_failures } => router.put_variant(
+                &name,
+                VariantChange { component: component.as_deref(), weight, shadow, params, retire_after_failures },
+            ),
         })
         .await??;
         Ok(set)

@@ -5,12 +5,15 @@ use super::attempts::Reservation;
 use super::gallery::EnrollmentGuard;
 use super::service::store_call;
 use super::{FaceAuth, UseCaseError, stats};
-use crate::policy::router::{Route, Variant};
-use crate::policy::{Decision, Endpoint, Evidence, Failure, Outcome, PolicyError};
+use std::sync::Arc;
+
+use crate::policy::router::{PolicyRouter, Route, Variant};
+use crate::policy::{Decision, Endpoint, Evidence, Failure, Outcome, Param, PolicyError};
 use crate::store::audit::{DecisionRecord, RecordedEvidence};
 use crate::store::now_ms;
 use crate::telemetry::{self, Stage};
 use crate::vision::FaceEmbedding;
+use sha2::{Digest, Sha256};
 
 /// A decision made, with how long the policy took.
 struct Decided {
@@ -18,12 +21,34 @@ struct Decided {
     policy_ms: f64,
 }
 
-async fn decide(variant: &Variant, evidence: &Evidence) -> Decided {
+/// `variant` decides on live traffic; the router counts its failures (a variant
+/// that keeps failing retires itself: `PolicyRouter::observe`).
+async fn decide(router: &Arc<PolicyRouter>, variant: &Variant, evidence: &Evidence) -> Decided {
     let started = std::time::Instant::now();
     let decision = variant.policy.decide(evidence.clone()).await;
+    router.observe(variant, &decision);
     let elapsed = started.elapsed();
     telemetry::observe_stage(Stage::Policy, elapsed);
     Decided { decision, policy_ms: elapsed.as_secs_f64() * 1000.0 }
+}
+
+/// What a decision was made under, for the audit log: the first 16 hex digits of
+/// SHA-256 over the component's sha256 and the effective parameters, one
+/// `name=value` line each, sorted by name, the value as Rust's `{}` prints an f64
+/// (shortest round-trip form, so equal values hash alike). A parameter changed
+/// mid-experiment under the same variant name shows as another hash (issue 21).
+/// 64 bits: collisions between the few sets a variant goes through do not happen.
+pub(crate) fn params_hash(component_sha256: &str, params: &[Param]) -> String {
+    let mut sorted: Vec<&Param> = params.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut hasher = Sha256::new();
+    hasher.update(component_sha256.as_bytes());
+    hasher.update(b"\n");
+    for p in sorted {
+        hasher.update(format!("{}={}\n", p.name, p.value).as_bytes());
+    }
+    let digest = format!("{:x}", hasher.finalize());
+    digest[..16].to_string()
 }
 
 impl DecisionRecord {
@@ -32,6 +57,7 @@ impl DecisionRecord {
         DecisionRecord {
             variant: variant.name.clone(),
             policy: variant.policy_label(),
+            params_hash: params_hash(variant.policy.sha256(), variant.policy.params()),
             shadow,
             // A failed policy is recorded as what a client sees of it: refused.
             outcome: Outcome::from_decision(&decided.decision),
@@ -72,7 +98,7 @@ impl FaceAuth {
         on_approval: OnApproval<'_, '_>,
         reservation: Option<Reservation>,
     ) -> Result<Decision, UseCaseError> {
-        let decided = decide(&route.answer, &evidence).await;
+        let decided = decide(self.engine.router(), &route.answer, &evidence).await;
         let mut answer = DecisionRecord {
             request_id: id,
             at_ms: now_ms(),
@@ -80,6 +106,7 @@ impl FaceAuth {
             endpoint: evidence.endpoint(),
             variant: String::new(),
             policy: String::new(),
+            params_hash: String::new(),
             shadow: false,
             outcome: Outcome::from_decision(&decided.decision),
             evidence: RecordedEvidence::Readable(evidence.clone()),
@@ -125,10 +152,10 @@ impl FaceAuth {
             }
         }
         if !route.shadows.is_empty() {
-            let (audit, shadows) = (self.audit.clone(), route.shadows.clone());
+            let (audit, shadows, router) = (self.audit.clone(), route.shadows.clone(), self.engine.router().clone());
             tokio::spawn(async move {
                 for variant in &shadows {
-                    let decided = decide(variant, &evidence).await;
+                    let decided = decide(&router, variant, &evidence).await;
                     let record = answer.clone().with_outcome(variant, &decided, true);
                     stats::observe_decision(&record);
                     if let Err(e) = store_call(audit.record(&record)).await {
@@ -163,5 +190,33 @@ impl FaceAuth {
         })
         .await;
         Ok(self.watch_write(written)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param(name: &str, value: f64) -> Param {
+        Param { name: name.into(), value }
+    }
+
+    #[test]
+    fn the_params_hash_is_stable_and_changes_with_a_value_or_the_component() {
+        let sha = "ab".repeat(32);
+        let set = [param("match-threshold", 0.45), param("min-face-size", 80.0)];
+        let hash = params_hash(&sha, &set);
+        // The documented input hashed by another tool: `sha256sum` over the component's
+        // sha256, then `match-threshold=0.45` and `min-face-size=80` (`{}` prints no
+        // `.0`), each line ended by `\n`.
+        assert_eq!(hash, "cabbe3916571c821");
+        assert_eq!(hash.len(), 16);
+        // The parameters' order does not matter, a value or the component does.
+        let reversed = [param("min-face-size", 80.0), param("match-threshold", 0.45)];
+        assert_eq!(params_hash(&sha, &reversed), hash);
+        let changed = [param("match-threshold", 0.5), param("min-face-size", 80.0)];
+        assert_ne!(params_hash(&sha, &changed), hash);
+        assert_ne!(params_hash(&"cd".repeat(32), &set), hash);
+        assert_ne!(params_hash(&sha, &[]), hash);
     }
 }

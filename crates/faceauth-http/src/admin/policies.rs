@@ -90,8 +90,10 @@ pub(super) async fn retire_policy(
 
 /// Adds or replaces variant `name`. Multipart fields, all optional except that a
 /// new variant needs a component: `component` (the .wasm file), `weight`,
-/// `shadow` (true/false), `params` (a JSON object of name: number overrides).
-/// Fields left out keep the variant's current value.
+/// `shadow` (true/false), `params` (a JSON object of name: number overrides),
+/// `retire_after_failures` (failed calls in a row on live traffic after which the
+/// variant retires itself; 0: never). Fields left out keep the variant's current
+/// value; a weight above 0 or `shadow=true` clears a retirement.
 #[utoipa::path(
     put,
     path = "/api/admin/policies/{name}",
@@ -119,7 +121,7 @@ pub(super) async fn put_policy(
     Path(name): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, AdminFailure> {
-    let (mut component, mut weight, mut shadow, mut params) = (None, None, None, None);
+    let (mut component, mut weight, mut shadow, mut params, mut retire_after_failures) = (None, None, None, None, None);
     for (field_name, bytes) in form_fields(multipart).await? {
         match field_name.as_str() {
             "component" => component = Some(bytes.to_vec()),
@@ -132,8 +134,12 @@ pub(super) async fn put_policy(
                 })
             }
             "params" => params = Some(parse_params(&bytes)?),
+            "retire_after_failures" => {
+                retire_after_failures =
+                    Some(text(&bytes).parse::<u32>().map_err(|_| bad("retire_after_failures must be a whole number"))?)
+            }
             other => return Err(bad(format!("unknown field {other:?}"))),
         }
     }
-    change(&app, PolicyChange::Put { name, component, weight, shadow, params }).await
+    change(&app, PolicyChange::Put { name, component, weight, shadow, params, retire_after_failures }).await
 }

@@ -84,6 +84,10 @@ pub struct VariantJson {
     pub shadow: bool,
     /// The parameters in force (the component's defaults with the overrides).
     pub params: BTreeMap<String, f64>,
+    /// Failed calls in a row on live traffic after which it retires itself (0: never).
+    pub retire_after_failures: u32,
+    /// When and why it retired itself, if it did (its weight is then 0).
+    pub retired: Option<String>,
 }
 
 /// The policy set in force.
@@ -113,6 +117,8 @@ impl PolicySetJson {
                     weight: v.weight,
                     shadow: v.shadow,
                     params: v.policy.params().iter().map(|p| (p.name.clone(), p.value)).collect(),
+                    retire_after_failures: v.retire_after_failures,
+                    retired: v.retired.clone(),
                 }
             })
             .collect();
@@ -186,6 +192,12 @@ pub struct DecisionJson {
     pub variant: String,
     /// `name@version` of the component.
     pub policy: String,
+    /// The first 16 hex digits of SHA-256 over the component's sha256 and the
+    /// variant's parameters in force (sorted `name=value` lines): another hash under
+    /// the same variant means its parameters changed. `""` on rows recorded before
+    /// it was.
+    #[schema(example = "3f2a9c0d41b7e865")]
+    pub params_hash: String,
     pub shadow: bool,
     pub approved: bool,
     pub reason: String,
@@ -193,8 +205,9 @@ pub struct DecisionJson {
     pub error: Option<String>,
     pub score: Option<f64>,
     /// The evidence the policy decided on (measurements only; the policy interface's
-    /// shape), null when omitted, `{"unreadable", "stored"}` when it no longer reads.
-    #[schema(value_type = Object)]
+    /// shape), null when left out (`evidence=false`), `{"unreadable", "stored"}`
+    /// when it no longer reads.
+    #[schema(value_type = Option<Object>)]
     pub evidence: Value,
     pub analysis_ms: f64,
     pub policy_ms: f64,
@@ -210,11 +223,14 @@ pub struct DecisionsAnswer {
     pub msg: String,
     /// Oldest first.
     pub decisions: Vec<DecisionJson>,
+    /// The cursor of the next, older page (pass it as `before`); null on the last page.
+    #[schema(example = "1765000000000-4711")]
+    pub next: Option<String>,
 }
 
 impl DecisionsAnswer {
-    pub fn new(decisions: Vec<DecisionJson>) -> Self {
-        Self { code: 200, msg: DONE.into(), decisions }
+    pub fn new(decisions: Vec<DecisionJson>, next: Option<String>) -> Self {
+        Self { code: 200, msg: DONE.into(), decisions, next }
     }
 }
 

@@ -153,10 +153,9 @@ impl PolicyRouter {
             // The cache is by content: another variant's file may have compiled it.
             let policy = compiled.at(&dir.join(&spec.component)).variant(&overrides).map_err(err)?;
             variants.push(Arc::new(Variant {
-                name: spec.name.clone(),
-                policy: Arc::new(policy),
-                weight: spec.weight,
-                shadow: spec.shadow,
+                retire_after_failures: spec.retire_after_failures,
+                retired: (!spec.retired.is_empty()).then(|| spec.retired.clone()),
+                ..Variant::new(spec.name.clone(), Arc::new(policy), spec.weight, spec.shadow)
             }));
         }
         // Forget components no variant uses any more (running requests hold their own Arc).

@@ -30,6 +30,7 @@ pub struct VariantChange<'a> {
     pub shadow: Option<bool>,
     /// Replaces the variant's parameter overrides.
     pub params: Option<std::collections::BTreeMap<String, f64>>,
+    pub retire_after_failures: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +88,7 @@ impl PolicyRouter {
         let policy = compiled.variant(&[]).map_err(|source| RouterError::Variant { variant: name.clone(), source })?;
         let set = PolicySet {
             experiment: String::new(),
-            variants: vec![Arc::new(Variant { name, policy: Arc::new(policy), weight: 1, shadow: false })],
+            variants: vec![Arc::new(Variant::new(name, Arc::new(policy), 1, false))],
             loaded_at_ms: crate::clock::now_ms(),
         };
         Ok(Self::new(runtime, Source::Single, set))
@@ -148,11 +149,18 @@ impl PolicyRouter {
                     weight: 0,
                     shadow: false,
                     params: Default::default(),
+                    retire_after_failures: 0,
+                    retired: String::new(),
                 },
                 None => return Err(RouterError::MissingComponent(name.to_string())),
             };
+            // Given traffic again by hand: no longer retired.
+            if change.weight.is_some_and(|w| w > 0) || change.shadow == Some(true) {
+                spec.retired.clear();
+            }
             spec.weight = change.weight.unwrap_or(spec.weight);
             spec.shadow = change.shadow.unwrap_or(spec.shadow);
+            spec.retire_after_failures = change.retire_after_failures.unwrap_or(spec.retire_after_failures);
             spec.params = change.params.unwrap_or(spec.params);
             let staged = match change.component {
                 Some(bytes) => {
@@ -175,6 +183,58 @@ impl PolicyRouter {
             }
             Ok(staged)
         })))
+    }
+
+    /// Counts a live decision of `variant` (its answer or its shadow). After
+    /// `retire_after_failures` failed calls in a row the variant retires itself: its
+    /// weight set to 0 and its shadow role removed in the catalog, which says when and
+    /// why (`retired`), so a component that keeps failing stops refusing its share of
+    /// users as POLICY_ERROR and the other variants answer them. Overload (`Busy`) is
+    /// the server's, not the policy's, and does not count; the last answering
+    /// variant is never retired (the catalog would have none).
+    pub fn observe(self: &Arc<Self>, variant: &Variant, decision: &Result<super::Decision, PolicyError>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let error = match decision {
+            Ok(_) => return variant.failing.store(0, Relaxed),
+            Err(PolicyError::Busy) => return,
+            Err(e) => e,
+        };
+        let failed = variant.failing.fetch_add(1, Relaxed) + 1;
+        // Exactly at the limit: one retirement however many requests fail at once.
+        if variant.retire_after_failures == 0 || failed != variant.retire_after_failures || self.directory().is_none() {
+            return;
+        }
+        let why = format!(
+            "{}: {failed} failed calls in a row; the last: {}",
+            httpdate::fmt_http_date(std::time::SystemTime::now()),
+            crate::errors::error_chain(error)
+        );
+        let (router, name) = (self.clone(), variant.name.clone());
+        // Writing the catalog and rebuilding the set is blocking work, off the request's path.
+        tokio::task::spawn_blocking(move || router.retire_failing(&name, &why));
+    }
+
+    fn retire_failing(&self, name: &str, why: &str) {
+        let retired = self.apply(Change::Edit(Box::new(|catalog| {
+            let spec = catalog
+                .variants
+                .iter_mut()
+                .find(|v| v.name == name)
+                .ok_or_else(|| RouterError::UnknownVariant(name.to_string()))?;
+            spec.weight = 0;
+            spec.shadow = false;
+            spec.retired = why.to_string();
+            Ok(None)
+        })));
+        match retired {
+            Ok(_) => {
+                metrics::counter!(crate::telemetry::POLICY_RETIREMENTS, "variant" => name.to_string()).increment(1);
+                tracing::error!(variant = name, reason = why, "policy variant retired: it kept failing");
+            }
+            Err(e) => {
+                tracing::error!(variant = name, reason = why, error = %e, "a failing policy variant was not retired")
+            }
+        }
     }
 
     /// Retires a variant (admin API); the last answering variant cannot go.

@@ -9,6 +9,7 @@
 //! Shadows run after the answer.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 
 use sha2::{Digest, Sha256};
 
@@ -21,9 +22,19 @@ pub struct Variant {
     pub policy: Arc<LoadedPolicy>,
     pub weight: u32,
     pub shadow: bool,
+    /// Failed calls in a row after which it retires itself; 0: never.
+    pub retire_after_failures: u32,
+    /// Why it was retired by itself, if it was (the catalog's `retired`).
+    pub retired: Option<String>,
+    /// Failed calls in a row so far on live traffic.
+    pub(super) failing: AtomicU32,
 }
 
 impl Variant {
+    pub fn new(name: String, policy: Arc<LoadedPolicy>, weight: u32, shadow: bool) -> Self {
+        Self { name, policy, weight, shadow, retire_after_failures: 0, retired: None, failing: AtomicU32::new(0) }
+    }
+
     /// `name@version` of the component.
     pub fn policy_label(&self) -> String {
         format!("{}@{}", self.policy.info().name, self.policy.info().version)
