@@ -169,6 +169,15 @@ async fn ab_variants_are_sticky_shadows_are_recorded_and_nothing_changes_the_ans
     let control_approvals = report["per_variant"]["control"]["recorded"]["approved"].as_u64().unwrap();
     assert!(report["approve_to_reject"].as_u64().unwrap() >= control_approvals.saturating_sub(8), "{report}");
     assert!(report["reason_changes"]["AUTHENTIFICATION_SUCCESS -> FACE_MISMATCH"].as_u64().unwrap() > 0, "{report}");
+    // Issue 21: which decisions it would flip, each found again by its request id.
+    let flips = report["flips"].as_array().expect("flips");
+    assert_eq!(flips.len() as u64, report["changed"].as_u64().unwrap(), "{report}");
+    let flip = flips.iter().find(|f| f["recorded_approved"] == true).expect("an approval flipped");
+    assert_eq!(flip["replayed_approved"], false, "{flip}");
+    let (_, found) =
+        server.get(&format!("/api/admin/decisions?request_id={}", flip["request_id"].as_str().unwrap())).await;
+    let answered = found["decisions"].as_array().unwrap().iter().find(|d| d["shadow"] == false).cloned().unwrap();
+    assert_eq!((&answered["approved"], &answered["reason"]), (&flip["recorded_approved"], &flip["recorded_reason"]));
     // With ground truth (every authentication here is the genuine user), a confusion matrix per variant.
     let (_, all) = server.get("/api/admin/decisions?limit=10000&shadow=false&endpoint=authenticate").await;
     let labels: String = all["decisions"]
@@ -185,6 +194,10 @@ async fn ab_variants_are_sticky_shadows_are_recorded_and_nothing_changes_the_ans
     assert!(confusion["genuine_rejected"].as_u64().unwrap() > 0, "0.99 rejects the genuine user: {labelled}");
     let replayed = &labelled["report"]["per_variant"]["high-threshold"]["replayed"]["confusion"];
     assert_eq!(replayed["genuine_rejected"], 0, "the control component at 0.45 accepts them: {labelled}");
+    // Rates with their 95 % intervals: all genuine approved by the replay, rule of three.
+    assert_eq!(replayed["genuine_approved_rate"], 1.0, "{labelled}");
+    assert_eq!(replayed["genuine_approved_interval"]["method"], "rule-of-three", "{labelled}");
+    assert_eq!(replayed["impostor_approved_rate"], Value::Null, "no impostor labelled: {labelled}");
 
     // The same backtest from the command line, on the server's database.
     let cli = std::process::Command::new(env!("CARGO_BIN_EXE_faceauth"))

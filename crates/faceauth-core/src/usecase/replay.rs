@@ -81,19 +81,45 @@ pub fn rate_interval(k: u64, n: u64) -> RateInterval {
 impl Serialize for Confusion {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let genuine = self.genuine_approved + self.genuine_rejected;
-        let impostor = self.impostor_approved + self.impostor_rejected;
-        let rate = |k: u64, n: u64| (n > 0).then(|| k as f64 / n as f64);
         let mut s = serializer.serialize_struct("Confusion", 8)?;
         s.serialize_field("genuine_approved", &self.genuine_approved)?;
         s.serialize_field("genuine_rejected", &self.genuine_rejected)?;
         s.serialize_field("impostor_approved", &self.impostor_approved)?;
         s.serialize_field("impostor_rejected", &self.impostor_rejected)?;
-        s.serialize_field("genuine_approved_rate", &rate(self.genuine_approved, genuine))?;
-        s.serialize_field("genuine_approved_interval", &rate_interval(self.genuine_approved, genuine))?;
-        s.serialize_field("impostor_approved_rate", &rate(self.impostor_approved, impostor))?;
-        s.serialize_field("impostor_approved_interval", &rate_interval(self.impostor_approved, impostor))?;
+        s.serialize_field("genuine_approved_rate", &self.genuine_approved_rate())?;
+        s.serialize_field("genuine_approved_interval", &self.genuine_approved_interval())?;
+        s.serialize_field("impostor_approved_rate", &self.impostor_approved_rate())?;
+        s.serialize_field("impostor_approved_interval", &self.impostor_approved_interval())?;
         s.end()
+    }
+}
+
+/// The rates and their intervals (the admin API's replay answer shows them too).
+impl Confusion {
+    fn genuine(&self) -> u64 {
+        self.genuine_approved + self.genuine_rejected
+    }
+
+    fn impostor(&self) -> u64 {
+        self.impostor_approved + self.impostor_rejected
+    }
+
+    /// Genuine attempts approved, of those labelled genuine (`None` without any).
+    pub fn genuine_approved_rate(&self) -> Option<f64> {
+        (self.genuine() > 0).then(|| self.genuine_approved as f64 / self.genuine() as f64)
+    }
+
+    pub fn genuine_approved_interval(&self) -> RateInterval {
+        rate_interval(self.genuine_approved, self.genuine())
+    }
+
+    /// Impostor attempts approved, of those labelled impostor (`None` without any).
+    pub fn impostor_approved_rate(&self) -> Option<f64> {
+        (self.impostor() > 0).then(|| self.impostor_approved as f64 / self.impostor() as f64)
+    }
+
+    pub fn impostor_approved_interval(&self) -> RateInterval {
+        rate_interval(self.impostor_approved, self.impostor())
     }
 }
 
@@ -148,6 +174,29 @@ pub struct ReplayReport {
     pub reject_to_approve: u64,
     /// `"OLD_REASON -> NEW_REASON"`: count.
     pub reason_changes: BTreeMap<String, u64>,
+    /// Which recorded decisions the candidate would decide otherwise (approval or
+    /// reason), in the order replayed, the first `FLIPS_LISTED` of `changed`: what
+    /// a rollout would flip, each to be looked up by its request id
+    /// (`GET /api/admin/decisions?request_id=`).
+    pub flips: Vec<Flip>,
+}
+
+/// Flipped decisions listed in a report; `changed` counts them all.
+pub const FLIPS_LISTED: usize = 1000;
+
+/// A recorded decision the candidate decides otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flip {
+    pub request_id: String,
+    /// When it was decided, Unix ms.
+    pub at_ms: i64,
+    pub endpoint: &'static str,
+    /// The variant that answered it.
+    pub variant: String,
+    pub recorded_approved: bool,
+    pub recorded_reason: String,
+    pub replayed_approved: bool,
+    pub replayed_reason: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -180,6 +229,18 @@ pub fn replay(candidate: &LoadedPolicy, records: &[DecisionRecord], labels: &Has
         if approved != recorded_approved || reason != recorded_reason {
             report.changed += 1;
             *report.reason_changes.entry(format!("{recorded_reason} -> {reason}")).or_default() += 1;
+            if report.flips.len() < FLIPS_LISTED {
+                report.flips.push(Flip {
+                    request_id: record.request_id.clone(),
+                    at_ms: record.at_ms,
+                    endpoint: record.endpoint.as_str(),
+                    variant: record.variant.clone(),
+                    recorded_approved,
+                    recorded_reason: recorded_reason.clone(),
+                    replayed_approved: approved,
+                    replayed_reason: reason.clone(),
+                });
+            }
         }
         match (recorded_approved, approved) {
             (true, false) => report.approve_to_reject += 1,

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::admin::DONE;
 use faceauth_core::usecase::admin::StatsReport;
-use faceauth_core::usecase::replay::{Confusion, ReplayReport, Tally, VariantReplay};
+use faceauth_core::usecase::replay::{Confusion, Flip, RateInterval, ReplayReport, Tally, VariantReplay};
 use faceauth_core::usecase::stats::{ParamsUse, Percentiles, VariantStats};
 
 /// Latency percentiles, milliseconds.
@@ -143,19 +143,79 @@ impl StatsAnswer {
     }
 }
 
-/// Approvals and rejections against the ground truth.
+/// Approvals and rejections against the ground truth, with the approval rates and
+/// their 95 % intervals.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConfusionJson {
     pub genuine_approved: u64,
     pub genuine_rejected: u64,
     pub impostor_approved: u64,
     pub impostor_rejected: u64,
+    /// `null` without genuine attempts.
+    pub genuine_approved_rate: Option<f64>,
+    pub genuine_approved_interval: RateIntervalJson,
+    /// `null` without impostor attempts.
+    pub impostor_approved_rate: Option<f64>,
+    pub impostor_approved_interval: RateIntervalJson,
+}
+
+/// A 95 % interval on a rate.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RateIntervalJson {
+    pub low: f64,
+    pub high: f64,
+    /// `wilson`, `rule-of-three` (no error: `[0, 3/n]`, or `[1 - 3/n, 1]`) or `none`.
+    pub method: String,
+}
+
+impl From<RateInterval> for RateIntervalJson {
+    fn from(RateInterval { low, high, method }: RateInterval) -> Self {
+        Self { low, high, method: method.to_string() }
+    }
 }
 
 impl From<Confusion> for ConfusionJson {
     fn from(c: Confusion) -> Self {
-        let Confusion { genuine_approved, genuine_rejected, impostor_approved, impostor_rejected } = c;
-        Self { genuine_approved, genuine_rejected, impostor_approved, impostor_rejected }
+        Self {
+            genuine_approved_rate: c.genuine_approved_rate(),
+            genuine_approved_interval: c.genuine_approved_interval().into(),
+            impostor_approved_rate: c.impostor_approved_rate(),
+            impostor_approved_interval: c.impostor_approved_interval().into(),
+            genuine_approved: c.genuine_approved,
+            genuine_rejected: c.genuine_rejected,
+            impostor_approved: c.impostor_approved,
+            impostor_rejected: c.impostor_rejected,
+        }
+    }
+}
+
+/// A recorded decision the candidate decides otherwise.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FlipJson {
+    pub request_id: String,
+    /// Unix ms.
+    pub at_ms: i64,
+    pub endpoint: String,
+    /// The variant that answered it.
+    pub variant: String,
+    pub recorded_approved: bool,
+    pub recorded_reason: String,
+    pub replayed_approved: bool,
+    pub replayed_reason: String,
+}
+
+impl From<Flip> for FlipJson {
+    fn from(f: Flip) -> Self {
+        Self {
+            request_id: f.request_id,
+            at_ms: f.at_ms,
+            endpoint: f.endpoint.to_string(),
+            variant: f.variant,
+            recorded_approved: f.recorded_approved,
+            recorded_reason: f.recorded_reason,
+            replayed_approved: f.replayed_approved,
+            replayed_reason: f.replayed_reason,
+        }
     }
 }
 
@@ -205,6 +265,10 @@ pub struct ReplayReportJson {
     pub reject_to_approve: u64,
     /// `"OLD_REASON -> NEW_REASON"`: count.
     pub reason_changes: BTreeMap<String, u64>,
+    /// The decisions the candidate would flip (approval or reason), the first 1000
+    /// of `changed` in the order replayed; look one up with
+    /// `GET /api/admin/decisions?request_id=`.
+    pub flips: Vec<FlipJson>,
 }
 
 impl From<ReplayReport> for ReplayReportJson {
@@ -220,6 +284,7 @@ impl From<ReplayReport> for ReplayReportJson {
             approve_to_reject,
             reject_to_approve,
             reason_changes,
+            flips,
         } = r;
         Self {
             candidate,
@@ -232,6 +297,7 @@ impl From<ReplayReport> for ReplayReportJson {
             approve_to_reject,
             reject_to_approve,
             reason_changes,
+            flips: flips.into_iter().map(Into::into).collect(),
         }
     }
 }
